@@ -2,6 +2,8 @@
 
 SQLite in the project folder and a local Redis by default; PostgreSQL through DATABASE_URL.
 """
+import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -30,6 +32,7 @@ INSTALLED_APPS = [
     "leaderboard.api",
     "leaderboard.accounts",
     "leaderboard.submissions",
+    "leaderboard.boards",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +70,17 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The web process and the Celery worker share one SQLite file: WAL lets readers and one writer
+    # overlap, and IMMEDIATE transactions wait (timeout) instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    # Under pytest the test database is a file (one per test run), so a worker subprocess can open it.
+    if "pytest" in sys.modules or env_str("SHELFMARK_TEST_DATABASE_NAME"):
+        DATABASES["default"]["TEST"] = {
+            "NAME": env_str("SHELFMARK_TEST_DATABASE_NAME", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -6,5 +6,6 @@ urlpatterns = [
     path("api/", include("leaderboard.api.urls")),
     path("accounts/", include("leaderboard.accounts.urls")),
     path("", include("leaderboard.submissions.urls")),
+    path("", include("leaderboard.boards.urls")),
     path("", include("leaderboard.front.urls")),
 ]

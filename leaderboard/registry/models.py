@@ -55,6 +55,9 @@ class Dataset(models.Model):
     engine_benchmark = models.CharField(
         max_length=64, blank=True, help_text="name of the workers' benchmark that evaluates this dataset"
     )
+    is_demo = models.BooleanField(
+        default=False, help_text="a small demo benchmark the engine runs without downloads (not in the 2014 page)"
+    )
     order = models.PositiveIntegerField(default=0)
 
     class Meta:

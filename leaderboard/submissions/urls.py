@@ -1,1 +1,14 @@
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("submissions/", views.submission_list, name="submission-list"),
+    path("submissions/new/", views.submission_new, name="submission-new"),
+    path("submissions/<int:pk>/", views.submission_detail, name="submission-detail"),
+    path("submissions/<int:pk>/status.json", views.submission_status, name="submission-status"),
+    path("submissions/<int:pk>/make-public/", views.submission_make_public, name="submission-make-public"),
+    path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:pk>/bundle.zip", views.job_bundle, name="job-bundle"),
+    path("downloads/", views.downloads, name="downloads"),
+]

@@ -53,6 +53,7 @@ class RetrievalQuery:
     good: list[str] = field(default_factory=list)
     ok: list[str] = field(default_factory=list)
     junk: list[str] = field(default_factory=list)
+    name: Optional[str] = None    # the protocol's own name for the query ("all_souls_1"), where it has one
 
 
 @dataclass

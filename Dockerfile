@@ -1,0 +1,13 @@
+# Shelfmark image: web (gunicorn) and Celery workers share it.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN pip install --no-cache-dir uv
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY . .
+RUN DJANGO_SETTINGS_MODULE=leaderboard.settings python manage.py collectstatic --noinput
+
+EXPOSE 8000
+CMD ["gunicorn", "leaderboard.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]

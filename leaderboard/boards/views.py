@@ -1,0 +1,56 @@
+"""Versioned leaderboards: the list of versions, immutable permalinks, diffs, and publishing."""
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpResponseBadRequest, HttpResponseNotModified
+from django.shortcuts import redirect, render
+from django.utils.http import parse_etags
+from django.views.decorators.http import require_POST
+
+from leaderboard.registry.services import publish_version
+
+from . import selectors
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def leaderboard_versions(request, slug: str):
+    dataset = selectors.dataset_or_404(slug)
+    return render(request, "boards/versions.html", {"dataset": dataset, "versions": selectors.versions_of(dataset)})
+
+
+def leaderboard_version(request, slug: str, number: int):
+    """A frozen version: same bytes for everybody forever, so it is cached with its content hash as ETag."""
+    version = selectors.version_or_404(selectors.dataset_or_404(slug), number)
+    etag = f'"{version.content_hash}"'
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        response = HttpResponseNotModified()
+    else:
+        # Rendered as for an anonymous visitor (no user name, no CSRF token, no flash messages):
+        # a public, immutable page must not carry anything personal.
+        response = render(request, "boards/version.html", {
+            "dataset": version.dataset, "version": version, "entries": selectors.version_entries(version),
+            "user": AnonymousUser(), "messages": [], "perms": None,
+        })
+    response["ETag"] = etag
+    response["Cache-Control"] = IMMUTABLE
+    return response
+
+
+def leaderboard_diff(request, slug: str):
+    dataset = selectors.dataset_or_404(slug)
+    try:
+        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        return HttpResponseBadRequest("Give two version numbers: ?a=0&b=1")
+    diff = selectors.version_diff(selectors.version_or_404(dataset, a), selectors.version_or_404(dataset, b))
+    return render(request, "boards/diff.html", {"dataset": dataset, "diff": diff})
+
+
+@require_POST
+@staff_member_required
+def leaderboard_publish(request, slug: str):
+    dataset = selectors.dataset_or_404(slug)
+    version = publish_version(dataset, user=request.user, note=request.POST.get("note", "")[:2000])
+    messages.success(request, f"Published version {version.number} of {dataset.name}.")
+    return redirect(version)

@@ -1,0 +1,69 @@
+"""Downloads of a board (CSV, JSON) and of the references (BibTeX), built from the selectors' rows."""
+from __future__ import annotations
+
+import csv
+import io
+
+from leaderboard.registry.models import Dataset, Result
+
+CSV_COLUMNS = [
+    "rank", "method", "score", "metric", "metric_label", "kind", "origin", "confidence",
+    "reference_key", "reference_page_key", "source", "note",
+]
+
+
+def result_record(result: Result) -> dict:
+    reference = result.reference
+    return {
+        "rank": result.rank,
+        "method": result.method.name,
+        "score": result.score,
+        "metric": result.metric.code,
+        "metric_label": result.metric_label,
+        "kind": result.kind,
+        "origin": result.origin,
+        "confidence": result.confidence,
+        "reference_key": reference.key if reference else "",
+        "reference_page_key": reference.page_key if reference else "",
+        "source": result.source,
+        "note": result.note,
+        "provenance": result.provenance or {},
+    }
+
+
+def board_csv(rows: list[Result]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for result in rows:
+        writer.writerow(result_record(result))
+    return buffer.getvalue()
+
+
+def board_document(dataset: Dataset, rows: list[Result]) -> dict:
+    metric = dataset.metric
+    return {
+        "dataset": {
+            "slug": dataset.slug,
+            "name": dataset.name,
+            "task_family": dataset.task_family.slug,
+            "protocol": dataset.protocol,
+        },
+        "metric": {
+            "code": metric.code,
+            "name": metric.name,
+            "unit": metric.unit,
+            "higher_is_better": metric.higher_is_better,
+        },
+        "results": [result_record(result) for result in rows],
+    }
+
+
+def references_bib(references) -> str:
+    return "\n".join(reference.bibtex for reference in references if reference.bibtex)
+
+
+def download_headers(response, filename: str):
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+

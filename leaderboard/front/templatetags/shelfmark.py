@@ -1,0 +1,51 @@
+"""Template helpers: links to pages of other apps that may not exist yet, and score formatting."""
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+register = template.Library()
+
+
+@register.simple_tag
+def url_if_exists(name, *args):
+    """`{% url_if_exists 'submission-new' as u %}`: the URL, or "" when the name does not resolve."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+@register.filter
+def score(value):
+    """Scores as the papers print them: one or two decimals (77.2, 82.44, 69.0)."""
+    if value is None:
+        return "—"
+    text = f"{value:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+@register.filter
+def get_item(mapping, key):
+    return mapping.get(key) if mapping else None
+
+
+# Keys shown first in a provenance summary, when present; the rest follow in their own order.
+PROVENANCE_FIRST = ["model", "weights_sha256", "code_version", "protocol_version", "hardware", "device",
+                    "duration_s", "evaluated_at", "date"]
+
+
+@register.filter
+def provenance_summary(provenance, limit=6):
+    """A short 'key: value' list of an evaluated result's provenance (hashes shortened)."""
+    if not provenance or not isinstance(provenance, dict):
+        return []
+    keys = [k for k in PROVENANCE_FIRST if k in provenance] + [k for k in provenance if k not in PROVENANCE_FIRST]
+    items = []
+    for key in keys[: int(limit)]:
+        value = provenance[key]
+        if isinstance(value, (dict, list)):
+            continue
+        text = str(value)
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            text = text[:12] + "…"
+        items.append((key.replace("_", " "), text))
+    return items

@@ -1,0 +1,114 @@
+"""The browsing pages: home (the snapshot table), dataset boards, references, the overview chart."""
+
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from leaderboard.registry import selectors
+from leaderboard.registry.models import Dataset, HistoricalDownload, MissingCell, Reference, Result
+
+from .exports import board_csv, board_document, download_headers, references_bib
+from .forms import SnapshotFilterForm
+
+KIND_CHART_COLOURS = {
+    Result.Kind.NON_CNN: "#8c8c8c",
+    Result.Kind.OFF_THE_SHELF: "#1f6fb4",
+    Result.Kind.SPECIALIZED: "#d9822b",
+}
+
+
+def _kind_legend():
+    return [
+        {"kind": kind, "label": Result.Kind(kind).label, "column": selectors.KIND_COLUMNS[kind],
+         "colour": KIND_CHART_COLOURS[kind]}
+        for kind in selectors.KIND_ORDER
+    ]
+
+
+def home(request):
+    form = SnapshotFilterForm(request.GET or None)
+    family = kind = None
+    if form.is_bound and form.is_valid():
+        family = form.cleaned_data["family"].slug if form.cleaned_data["family"] else None
+        kind = form.cleaned_data["kind"] or None
+    blocks = selectors.snapshot_table(family=family, kind=kind)
+    kinds = [kind] if kind else list(selectors.KIND_ORDER)
+    context = {
+        "form": form,
+        "blocks": blocks,
+        "columns": [selectors.KIND_COLUMNS[k] for k in kinds],
+        "filtered": bool(family or kind),
+        "demo_datasets": selectors.demo_datasets() if not (family or kind) else [],
+        "reference_gaps": MissingCell.objects.filter(dataset__isnull=True).select_related("reference"),
+        "downloads": HistoricalDownload.objects.select_related("dataset"),
+    }
+    return render(request, "front/home.html", context)
+
+
+def _dataset_or_404(slug):
+    try:
+        return selectors.dataset_for_page(slug)
+    except Dataset.DoesNotExist:
+        raise Http404(f"No dataset {slug!r}")
+
+
+def _chart(dataset, rows):
+    """Horizontal bars, best at the top, coloured by kind: the data for site.js's plotly call."""
+    return {
+        "title": dataset.metric.name + ("" if dataset.metric.higher_is_better else ", lower is better"),
+        "unit": dataset.metric.unit,
+        "bars": [
+            {"method": result.method.name, "score": result.score, "kind": result.kind,
+             "kind_label": result.get_kind_display(), "colour": KIND_CHART_COLOURS[result.kind],
+             "unverified": result.is_unverified}
+            for result in rows
+        ],
+    }
+
+
+def dataset_detail(request, slug):
+    dataset = _dataset_or_404(slug)
+    rows = selectors.board_rows(dataset)
+    context = {
+        "dataset": dataset,
+        "rows": rows,
+        "best": selectors.best_by_kind(rows),
+        "chart": _chart(dataset, rows),
+        "legend": _kind_legend(),
+        "missing": dataset.missing.all(),
+        "downloads": HistoricalDownload.objects.filter(dataset=dataset),
+        "version_count": dataset.versions.count(),
+    }
+    return render(request, "front/dataset_detail.html", context)
+
+
+def dataset_csv(request, slug):
+    dataset = _dataset_or_404(slug)
+    response = HttpResponse(board_csv(selectors.board_rows(dataset)), content_type="text/csv; charset=utf-8")
+    return download_headers(response, f"{dataset.slug}.csv")
+
+
+def dataset_json(request, slug):
+    dataset = _dataset_or_404(slug)
+    document = board_document(dataset, selectors.board_rows(dataset))
+    response = JsonResponse(document, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    return download_headers(response, f"{dataset.slug}.json")
+
+
+def reference_list(request):
+    references = selectors.references_with_results()
+    return render(request, "front/reference_list.html", {
+        "page_references": [r for r in references if r.page_key],
+        "outside_references": [r for r in references if not r.page_key],
+    })
+
+
+def reference_bib(request):
+    response = HttpResponse(references_bib(Reference.objects.all()), content_type="application/x-bibtex; charset=utf-8")
+    return download_headers(response, "references.bib")
+
+
+def overview(request):
+    return render(request, "front/overview.html", {
+        "series": selectors.overview_series(),
+        "legend": _kind_legend(),
+    })

@@ -1,0 +1,83 @@
+"""Writes to the registry that carry a rule: publishing an immutable leaderboard version."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+from django.db import transaction
+from django.db.models import Max
+
+from .models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
+from .selectors import board_rows
+
+
+class VersionExists(ValueError):
+    """The requested version number is already published for this dataset."""
+
+
+def entry_payload(entry: LeaderboardEntry) -> dict:
+    """The fields of a frozen row that its version's content hash covers."""
+    return {
+        "rank": entry.rank,
+        "method": entry.method_name,
+        "score": entry.score,
+        "kind": entry.kind,
+        "origin": entry.origin,
+        "confidence": entry.confidence,
+        "reference": entry.reference_key,
+        "provenance": entry.provenance,
+    }
+
+
+def content_hash(dataset: Dataset, entries: list[LeaderboardEntry]) -> str:
+    """SHA-256 of the board as canonical JSON: same rows, same hash (an ETag for the permalink)."""
+    document = {
+        "dataset": dataset.slug,
+        "metric": dataset.metric.code,
+        "higher_is_better": dataset.metric.higher_is_better,
+        "entries": [entry_payload(entry) for entry in entries],
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _frozen_entry(result: Result) -> LeaderboardEntry:
+    reference = result.reference
+    return LeaderboardEntry(
+        result=result,
+        rank=result.rank,
+        method_name=result.method.name,
+        score=result.score,
+        kind=result.kind,
+        origin=result.origin,
+        confidence=result.confidence,
+        reference_key=reference.key if reference else "",
+        reference_label=str(reference) if reference else "",
+        provenance=result.provenance or {},
+    )
+
+
+@transaction.atomic
+def publish_version(dataset: Dataset, *, user=None, note: str = "", number: Optional[int] = None) -> LeaderboardVersion:
+    """Freeze the dataset's current public board (`board_rows`) into a new `LeaderboardVersion`.
+
+    Numbers go up by one from the last published version (the first is 0, the 2014 snapshot) unless
+    `number` is given; publishing a number that exists raises `VersionExists`.
+    """
+    # Lock the dataset row so two publishers cannot pick the same next number.
+    dataset = Dataset.objects.select_for_update().select_related("metric").get(pk=dataset.pk)
+    last = LeaderboardVersion.objects.filter(dataset=dataset).aggregate(last=Max("number"))["last"]
+    if number is None:
+        number = 0 if last is None else last + 1
+    elif LeaderboardVersion.objects.filter(dataset=dataset, number=number).exists():
+        raise VersionExists(f"{dataset.slug} already has a published version {number}")
+
+    entries = [_frozen_entry(result) for result in board_rows(dataset)]
+    version = LeaderboardVersion.objects.create(
+        dataset=dataset, number=number, published_by=user, note=note, content_hash=content_hash(dataset, entries)
+    )
+    for entry in entries:
+        entry.version = version
+    LeaderboardEntry.objects.bulk_create(entries)
+    return version

@@ -1,0 +1,53 @@
+"""Staff moderation: see every submission and job, make public or hide, cancel jobs."""
+from django.contrib import admin
+
+from leaderboard.registry.models import Result
+
+from . import services
+from .models import EvaluationJob, Submission
+
+
+class EvaluationJobInline(admin.TabularInline):
+    model = EvaluationJob
+    extra = 0
+    fields = ("benchmark", "status", "queue", "stage", "done", "total", "attempts", "error", "result")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = ("pk", "model_name", "owner", "source", "architecture", "is_public", "created_at")
+    list_filter = ("is_public", "source")
+    search_fields = ("model_name", "owner__username", "description")
+    readonly_fields = ("upload", "upload_format", "upload_sha256", "method", "created_at")
+    inlines = [EvaluationJobInline]
+    actions = ["make_public", "hide"]
+
+    @admin.action(description="Make public (with their results)")
+    def make_public(self, request, queryset):
+        for submission in queryset:
+            services.submission_make_public(submission)
+
+    @admin.action(description="Hide (private, results off the boards)")
+    def hide(self, request, queryset):
+        queryset.update(is_public=False)
+        Result.objects.filter(job__submission__in=queryset).update(is_public=False)
+
+
+@admin.register(EvaluationJob)
+class EvaluationJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "submission", "benchmark", "status", "queue", "stage", "attempts", "sent_at", "finished_at")
+    list_filter = ("status", "queue", "benchmark")
+    readonly_fields = [f.name for f in EvaluationJob._meta.fields]
+    actions = ["cancel", "resend"]
+
+    @admin.action(description="Cancel")
+    def cancel(self, request, queryset):
+        for job in queryset:
+            services.job_cancel(job)
+
+    @admin.action(description="Send again to the broker (queued jobs only)")
+    def resend(self, request, queryset):
+        for job in queryset.filter(status=EvaluationJob.Status.QUEUED):
+            services.job_send(job.pk)

@@ -1,0 +1,66 @@
+"""The submission form: what the model is, where it comes from, and which benchmarks to run."""
+from pathlib import Path
+
+from django import forms
+
+from leaderboard.registry.models import Dataset, Result
+
+from . import engine
+from .models import Submission
+from .services import SubmissionRequest
+
+
+def benchmark_choices() -> list[tuple[str, str]]:
+    runnable = set(engine.runnable_benchmarks())
+    datasets = Dataset.objects.filter(engine_benchmark__in=runnable).order_by("order", "name")
+    return [(d.engine_benchmark, f"{d.name} ({d.engine_benchmark})") for d in datasets]
+
+
+class SubmissionForm(forms.Form):
+    model_name = forms.CharField(max_length=200, help_text="shown on the leaderboard")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    paper_url = forms.URLField(label="Paper link", required=False, max_length=500, assume_scheme="https")
+    bibtex = forms.CharField(label="BibTeX", widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    source = forms.ChoiceField(choices=Submission.Source.choices, widget=forms.RadioSelect,
+                               initial=Submission.Source.BUILTIN)
+    builtin_model = forms.ChoiceField(label="Built-in model", required=False)
+    random_init = forms.BooleanField(label="Random initialisation (no pretrained weights)", required=False)
+    architecture = forms.ChoiceField(label="Architecture (for a weights file)", required=False)
+    upload = forms.FileField(
+        label="File", required=False,
+        help_text="weights (safetensors or a torch.save state_dict), an ONNX model, or features (.npz keyed by image id)",
+    )
+    kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
+                             help_text="for ONNX models and precomputed features")
+    benchmarks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["builtin_model"].choices = [("", "—")] + [(m, m) for m in engine.builtin_models()]
+        self.fields["architecture"].choices = [("", "—")] + [(m, m) for m in engine.architectures()]
+        self.fields["benchmarks"].choices = benchmark_choices()
+
+    def clean(self):
+        data = super().clean()
+        source = data.get("source")
+        if source == Submission.Source.BUILTIN and not data.get("builtin_model"):
+            self.add_error("builtin_model", "Choose a built-in model.")
+        if source == Submission.Source.WEIGHTS and not data.get("architecture"):
+            self.add_error("architecture", "Choose the architecture these weights are for.")
+        needs_file = source in (Submission.Source.WEIGHTS, Submission.Source.ONNX, Submission.Source.FEATURES)
+        if needs_file and not data.get("upload"):
+            self.add_error("upload", "This kind of submission needs a file.")
+        return data
+
+    def to_request(self, owner) -> SubmissionRequest:
+        data = self.cleaned_data
+        upload = data.get("upload")
+        source = data["source"]
+        return SubmissionRequest(
+            owner=owner, model_name=data["model_name"], source=source, benchmarks=list(data["benchmarks"]),
+            architecture=data["builtin_model"] if source == Submission.Source.BUILTIN else data.get("architecture", ""),
+            random_init=data.get("random_init", False),
+            upload=Path(upload.temporary_file_path()) if upload is not None and source != "builtin" else None,
+            upload_name=upload.name if upload is not None else "",
+            description=data["description"], paper_url=data["paper_url"], bibtex=data["bibtex"], kind=data["kind"],
+        )

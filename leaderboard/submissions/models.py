@@ -1,0 +1,104 @@
+"""Submissions and the evaluation jobs they start.
+
+A `Submission` is what a user sent (a model, weights, ONNX file or precomputed features); each
+benchmark it asked for gets one `EvaluationJob`. The job row is written before anything is sent to
+the broker, so a broker or worker outage never loses work: `sent_at` stays empty until the broker
+took the message, and `requeue_pending` re-sends such jobs. A finished job points at the one
+registry `Result` it produced (OneToOne), which is what makes a rerun of the task harmless.
+"""
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from leaderboard.registry.models import Dataset, Method, Result
+
+
+class Submission(models.Model):
+    class Source(models.TextChoices):
+        BUILTIN = "builtin", "built-in model"
+        WEIGHTS = "weights", "architecture + weights file"
+        FEATURES = "features", "precomputed features (.npz)"
+        ONNX = "onnx", "ONNX model"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
+    model_name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    paper_url = models.URLField(max_length=500, blank=True)
+    bibtex = models.TextField(blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    architecture = models.CharField(max_length=100, blank=True, help_text="engine model registry name")
+    random_init = models.BooleanField(default=False)
+    upload = models.CharField(max_length=500, blank=True, help_text="uploaded file, relative to MEDIA_ROOT")
+    upload_format = models.CharField(max_length=20, blank=True)
+    upload_sha256 = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=20, choices=Result.Kind.choices, default=Result.Kind.OFF_THE_SHELF)
+    is_public = models.BooleanField(default=False)
+    method = models.OneToOneField(Method, null=True, blank=True, on_delete=models.SET_NULL, related_name="submission")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"#{self.pk} {self.model_name}"
+
+    def get_absolute_url(self):
+        return reverse("submission-detail", args=[self.pk])
+
+    def is_visible_to(self, user) -> bool:
+        return self.is_public or (user.is_authenticated and (user.pk == self.owner_id or user.is_staff))
+
+
+class EvaluationJob(models.Model):
+    """One (submission, benchmark) evaluation, with the live progress the status page polls."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED)
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="jobs")
+    benchmark = models.CharField(max_length=64, help_text="engine benchmark name")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="evaluation_jobs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    queue = models.CharField(max_length=16, default="cpu")
+    task_id = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted the message")
+    attempts = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=20, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    images_per_second = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="the message the submitter sees")
+    error_details = models.TextField(blank=True, help_text="traceback: owner and staff only")
+    hardware = models.CharField(max_length=200, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True, help_text="the engine's EvaluationResult")
+    result = models.OneToOneField(Result, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
+    bundle = models.CharField(max_length=500, blank=True, help_text="reproduction zip, relative to MEDIA_ROOT")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["submission", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["submission", "benchmark"], name="one_job_per_submission_benchmark")
+        ]
+
+    def __str__(self):
+        return f"job {self.pk}: {self.submission} on {self.benchmark} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def waiting_for_broker(self) -> bool:
+        return self.status == self.Status.QUEUED and self.sent_at is None

@@ -1,0 +1,132 @@
+"""Reads of the submission flow: who sees which submission, and the live status of its jobs."""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.urls import reverse
+
+from .models import EvaluationJob, Submission
+
+STAGE_LABELS = {
+    "loading_model": "loading model",
+    "extracting": "extracting features",
+    "training": "training SVMs",
+    "scoring": "scoring",
+    "done": "done",
+}
+# Share of the progress bar each stage covers: extraction is most of the time.
+STAGE_SPAN = {"loading_model": (0, 5), "extracting": (5, 85), "training": (85, 95), "scoring": (95, 100)}
+
+
+def can_manage(user, submission: Submission) -> bool:
+    return user.is_authenticated and (user.is_staff or user.pk == submission.owner_id)
+
+
+def visible_submissions(user) -> QuerySet[Submission]:
+    """Public submissions, plus the user's own (staff see all)."""
+    submissions = Submission.objects.select_related("owner")
+    if user.is_authenticated and user.is_staff:
+        return submissions
+    if user.is_authenticated:
+        return submissions.filter(Q(is_public=True) | Q(owner=user))
+    return submissions.filter(is_public=True)
+
+
+def submission_for(user, pk: int) -> Submission:
+    """The submission if `user` may see it; a private one is a 404 to everybody else."""
+    try:
+        return visible_submissions(user).get(pk=pk)
+    except Submission.DoesNotExist:
+        raise Http404("No such submission.") from None
+
+
+def job_for(user, pk: int) -> EvaluationJob:
+    job = EvaluationJob.objects.select_related("submission", "dataset__metric", "result").filter(pk=pk).first()
+    if job is None or not job.submission.is_visible_to(user):
+        raise Http404("No such job.")
+    return job
+
+
+def visible_jobs_with_results(user) -> QuerySet[EvaluationJob]:
+    """Evaluated results whose reproduction bundle `user` may download."""
+    return EvaluationJob.objects.filter(
+        result__isnull=False, submission__in=visible_submissions(user)
+    ).select_related("submission", "dataset__metric", "result").order_by("-finished_at")
+
+
+def job_percent(job: EvaluationJob) -> float:
+    if job.status == EvaluationJob.Status.DONE:
+        return 100.0
+    start, end = STAGE_SPAN.get(job.stage, (0, 0))
+    fraction = job.done / job.total if job.total else 0.0
+    return round(start + (end - start) * min(fraction, 1.0), 1)
+
+
+def job_eta_seconds(job: EvaluationJob):
+    if job.status != EvaluationJob.Status.RUNNING or job.stage != "extracting" or job.images_per_second <= 0:
+        return None
+    return round((job.total - job.done) / job.images_per_second, 1)
+
+
+def job_status_label(job: EvaluationJob) -> str:
+    if job.waiting_for_broker:
+        return "queued (waiting for broker)"
+    return job.get_status_display()
+
+
+def job_status(job: EvaluationJob, user) -> dict:
+    """What the status page shows for one job (and its JSON endpoint returns)."""
+    status = {
+        "id": job.pk,
+        "benchmark": job.benchmark,
+        "dataset": job.dataset.name,
+        "status": job.status,
+        "status_label": job_status_label(job),
+        "waiting_for_broker": job.waiting_for_broker,
+        "stage": job.stage,
+        "stage_label": STAGE_LABELS.get(job.stage, job.stage.replace("_", " ")),
+        "done": job.done,
+        "total": job.total,
+        "percent": job_percent(job),
+        "images_per_second": round(job.images_per_second, 1),
+        "eta_seconds": job_eta_seconds(job),
+        "message": job.message,
+        "log_tail": job.log.splitlines()[-15:],
+        "error": job.error,
+        "hardware": job.hardware,
+        "attempts": job.attempts,
+        "cancellable": not job.is_finished and can_manage(user, job.submission),
+        "result": None,
+    }
+    if can_manage(user, job.submission):
+        status["error_details"] = job.error_details
+    if job.result is not None:
+        metric = job.dataset.metric
+        status["result"] = {
+            "score": job.result.score,
+            "unit": metric.unit,
+            "engine_score": job.evaluation.get("score"),
+            "board_url": job.dataset.get_absolute_url() if _has_url("dataset-detail") else "",
+            "bundle_url": reverse("job-bundle", args=[job.pk]),
+        }
+    return status
+
+
+def submission_status(submission: Submission, user) -> dict:
+    jobs = submission.jobs.select_related("dataset__metric", "result", "submission")
+    return {
+        "submission": submission.pk,
+        "is_public": submission.is_public,
+        "finished": all(job.is_finished for job in jobs),
+        "jobs": [job_status(job, user) for job in jobs],
+    }
+
+
+def _has_url(name: str) -> bool:
+    from django.urls import NoReverseMatch
+
+    try:
+        reverse(name, args=["x"])
+        return True
+    except NoReverseMatch:
+        return False

@@ -1,0 +1,377 @@
+"""Writes of the submission flow: create (validate, store, queue), send, progress, finish, cancel.
+
+The form, the `submit` command, the admin and the Celery task all call these functions, so each
+rule lives once: nothing is stored before validation passed, a job row exists before its message is
+sent, and a job produces at most one registry Result however often its task runs.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from leaderboard.registry.models import Dataset, Method, Result
+
+from . import engine
+from .models import EvaluationJob, Submission
+from .validation import SubmissionRefused, check_features, check_onnx, check_weights, sha256_file
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 200
+PROGRESS_INTERVAL_S = 0.5  # at most ~2 progress writes per second per job
+
+
+@dataclass
+class SubmissionRequest:
+    """What a submitter asks for, from the form or the command line."""
+
+    owner: object
+    model_name: str
+    source: str
+    benchmarks: list[str]
+    architecture: str = ""
+    random_init: bool = False
+    upload: Path | None = None          # a file on disk (the upload's temporary file, or a CLI path)
+    upload_name: str = ""
+    keep_upload: bool = False              # True: copy the file (a CLI path), False: move it (a temp upload)
+    description: str = ""
+    paper_url: str = ""
+    bibtex: str = ""
+    kind: str = Result.Kind.OFF_THE_SHELF
+    extra: dict = field(default_factory=dict)
+
+
+def benchmark_datasets(benchmarks: list[str]) -> dict[str, Dataset]:
+    """The registry dataset of each requested benchmark; refuses those this installation can't run."""
+    if not benchmarks:
+        raise SubmissionRefused("Choose at least one benchmark.")
+    runnable = set(engine.runnable_benchmarks())
+    datasets = {d.engine_benchmark: d for d in Dataset.objects.filter(engine_benchmark__in=benchmarks)}
+    for name in benchmarks:
+        if name not in runnable:
+            raise SubmissionRefused(f"Benchmark '{name}' is not available on this installation (no data for it).")
+        if name not in datasets:
+            raise SubmissionRefused(f"Benchmark '{name}' has no leaderboard in the registry.")
+    return {name: datasets[name] for name in benchmarks}
+
+
+def validate_request(req: SubmissionRequest) -> dict[str, Dataset]:
+    """Every check that can refuse a submission, before anything is stored. Returns its datasets."""
+    if not req.model_name.strip():
+        raise SubmissionRefused("Give the model a name.")
+    datasets = benchmark_datasets(req.benchmarks)
+    source = req.source
+    if source == Submission.Source.BUILTIN:
+        known = engine.architectures() if req.random_init else engine.builtin_models()
+        if req.architecture not in known:
+            what = "an architecture the engine knows" if req.random_init else "a built-in model of the engine"
+            raise SubmissionRefused(f"'{req.architecture}' is not {what}.")
+    elif source == Submission.Source.WEIGHTS:
+        if req.architecture not in engine.architectures():
+            raise SubmissionRefused(f"'{req.architecture}' is not an architecture the engine knows.")
+        _require_upload(req, "a weights file")
+        req.extra["format"] = check_weights(req.upload, req.architecture)
+    elif source == Submission.Source.ONNX:
+        _require_upload(req, "an ONNX file")
+        req.extra["format"] = check_onnx(req.upload)
+    elif source == Submission.Source.FEATURES:
+        if len(req.benchmarks) != 1:
+            raise SubmissionRefused("Precomputed features are for exactly one benchmark: choose one.")
+        _require_upload(req, "a features file (.npz)")
+        req.extra["format"] = check_features(req.upload, req.benchmarks[0])
+    else:
+        raise SubmissionRefused(f"Unknown kind of submission '{source}'.")
+    return datasets
+
+
+def _require_upload(req: SubmissionRequest, what: str) -> None:
+    if req.upload is None or not Path(req.upload).is_file():
+        raise SubmissionRefused(f"This kind of submission needs {what}.")
+
+
+def submission_create(req: SubmissionRequest) -> Submission:
+    """Validate, store the file under MEDIA_ROOT, create the submission and one queued job per benchmark.
+
+    Jobs are sent to the broker when the transaction commits; if the broker is down they stay queued
+    with `sent_at` empty and `requeue_pending` sends them later. Raises `SubmissionRefused`.
+    """
+    req.upload = Path(req.upload) if req.upload is not None else None
+    datasets = validate_request(req)
+    kind = req.kind if req.source in (Submission.Source.FEATURES, Submission.Source.ONNX) else Result.Kind.OFF_THE_SHELF
+    stored: Path | None = None
+    try:
+        with transaction.atomic():
+            submission = Submission.objects.create(
+                owner=req.owner, model_name=req.model_name.strip(), description=req.description,
+                paper_url=req.paper_url, bibtex=req.bibtex, source=req.source,
+                architecture=req.architecture if req.source in ("builtin", "weights") else "",
+                random_init=req.random_init and req.source == Submission.Source.BUILTIN, kind=kind,
+            )
+            if req.upload is not None and req.source != Submission.Source.BUILTIN:
+                stored = _store_upload(submission, req)
+                submission.upload = str(stored.relative_to(settings.MEDIA_ROOT))
+                submission.upload_format = req.extra.get("format", "")
+                submission.upload_sha256 = sha256_file(stored)
+                submission.save(update_fields=["upload", "upload_format", "upload_sha256"])
+            queue = "gpu" if settings.SHELFMARK_GPU_QUEUE else "cpu"
+            for name, dataset in datasets.items():
+                job = EvaluationJob.objects.create(
+                    submission=submission, benchmark=name, dataset=dataset, queue=queue, task_id=str(uuid.uuid4()),
+                    log=_log_line(f"queued on '{queue}'"),
+                )
+                transaction.on_commit(lambda job_id=job.pk: job_send(job_id))
+    except BaseException:
+        if stored is not None:
+            shutil.rmtree(stored.parent, ignore_errors=True)
+        raise
+    return submission
+
+
+def _store_upload(submission: Submission, req: SubmissionRequest) -> Path:
+    folder = Path(settings.MEDIA_ROOT) / "submissions" / str(submission.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {"safetensors": ".safetensors", "torch_zip": ".pt", "onnx": ".onnx", "npz": ".npz"}
+    target = folder / f"upload{suffix.get(req.extra.get('format', ''), '')}"
+    if req.keep_upload:
+        shutil.copyfile(req.upload, target)
+    else:
+        shutil.move(str(req.upload), target)
+    return target
+
+
+# -- sending to the broker ------------------------------------------------------------------------
+
+def job_send(job_id: int) -> bool:
+    """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import RedisError
+
+    from workers.tasks import evaluate_job
+
+    job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED).first()
+    if job is None:
+        return False
+    try:
+        evaluate_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False)
+    except (BrokerError, RedisError, OSError) as exc:
+        log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
+        EvaluationJob.objects.filter(pk=job.pk).update(message="waiting for the broker")
+        return False
+    EvaluationJob.objects.filter(pk=job.pk, sent_at__isnull=True).update(sent_at=timezone.now(), message="")
+    return True
+
+
+def jobs_requeue_pending() -> tuple[int, int]:
+    """Re-send every queued job the broker never took. Returns (sent, still waiting)."""
+    pending = EvaluationJob.objects.filter(status=EvaluationJob.Status.QUEUED, sent_at__isnull=True)
+    sent = waiting = 0
+    for job_id in pending.values_list("pk", flat=True):
+        if job_send(job_id):
+            sent += 1
+        else:
+            waiting += 1
+    return sent, waiting
+
+
+# -- the worker's side ----------------------------------------------------------------------------
+
+def job_begin(job_id: int, *, hardware: str = "") -> EvaluationJob | None:
+    """Mark a job running for this attempt; None when it is already finished (a redelivered message)."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().select_related("submission").get(pk=job_id)
+        if job.is_finished:
+            return None
+        job.attempts += 1
+        again = f" (attempt {job.attempts})" if job.attempts > 1 else ""
+        job.status = EvaluationJob.Status.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.sent_at = job.sent_at or timezone.now()
+        job.stage, job.done, job.total, job.images_per_second, job.message = "loading_model", 0, 0, 0.0, ""
+        job.hardware = hardware or job.hardware
+        job.log = _append(job.log, f"started on {hardware or 'a worker'}{again}")
+        job.save()
+    return job
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback when the job was cancelled while it ran."""
+
+
+class ProgressWriter:
+    """The engine's progress callback: writes the stage and counts to the job row, ~2 writes/s at most."""
+
+    def __init__(self, job_id: int, interval: float = PROGRESS_INTERVAL_S):
+        self.job_id = job_id
+        self.interval = interval
+        self._last_write = 0.0
+        self._last_stage = None
+
+    def __call__(self, progress) -> None:
+        now = time.monotonic()
+        stage_changed = progress.stage != self._last_stage
+        if not stage_changed and now - self._last_write < self.interval:
+            return
+        fields = {
+            "stage": progress.stage, "done": progress.done, "total": progress.total,
+            "images_per_second": progress.images_per_second, "message": progress.message[:300],
+            "updated_at": timezone.now(),
+        }
+        with transaction.atomic():
+            job = EvaluationJob.objects.select_for_update().filter(pk=self.job_id).only("status", "log").first()
+            if job is None or job.status != EvaluationJob.Status.RUNNING:
+                raise JobCancelled(f"job {self.job_id} is no longer running")
+            if stage_changed:
+                fields["log"] = _append(job.log, _stage_line(progress))
+            EvaluationJob.objects.filter(pk=self.job_id).update(**fields)
+        self._last_write, self._last_stage = now, progress.stage
+
+
+def _stage_line(progress) -> str:
+    line = progress.stage.replace("_", " ")
+    if progress.total:
+        line += f" ({progress.total} items)"
+    if progress.message:
+        line += f": {progress.message}"
+    return line
+
+
+def job_complete(job_id: int, evaluation, *, duration_s: float, code_version: str) -> EvaluationJob:
+    """Record a finished evaluation as the job's one registry Result. A second call changes nothing."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().select_related(
+            "submission", "dataset__metric").get(pk=job_id)
+        if job.result_id is not None or job.status in (EvaluationJob.Status.DONE, EvaluationJob.Status.CANCELLED):
+            return job
+        submission = job.submission
+        method = _submission_method(submission)
+        provenance = result_provenance(job, evaluation, duration_s=duration_s, code_version=code_version)
+        job.result = Result.objects.create(
+            dataset=job.dataset, method=method, metric=job.dataset.metric,
+            score=evaluation.score * job.dataset.metric.engine_scale,
+            kind=submission.kind, origin=Result.Origin.EVALUATED, is_public=submission.is_public,
+            owner=submission.owner, provenance=provenance, confidence=Result.Confidence.HIGH,
+            source=f"Shelfmark evaluation, submission #{submission.pk}",
+        )
+        job.status = EvaluationJob.Status.DONE
+        job.finished_at = timezone.now()
+        job.stage, job.message = "done", ""
+        job.done = job.total = max(job.total, 1)
+        job.evaluation = _jsonable(evaluation.to_dict())
+        job.log = _append(job.log, f"done: {evaluation.metric} = {evaluation.score:.6f} in {duration_s:.1f}s")
+        job.save()
+    return job
+
+
+def _submission_method(submission: Submission) -> Method:
+    if submission.method_id is None:
+        submission.method = Method.objects.create(
+            name=submission.model_name, description=submission.description,
+            paper_url=submission.paper_url, bibtex=submission.bibtex,
+        )
+        submission.save(update_fields=["method"])
+    return submission.method
+
+
+def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float, code_version: str) -> dict:
+    """How the number was produced: model and weights, code and protocol versions, hardware, time."""
+    submission = job.submission
+    engine_provenance = _jsonable(evaluation.provenance or {})
+    return {
+        "submission": submission.pk,
+        "job": job.pk,
+        "source": submission.source,
+        "model": submission.architecture or submission.model_name,
+        "random_init": submission.random_init,
+        "weights_sha256": submission.upload_sha256 or engine_provenance.get("weights_sha256", ""),
+        "code_version": code_version,
+        "protocol_version": job.dataset.protocol_version or str(evaluation.protocol.get("version", "")),
+        "protocol": _jsonable(evaluation.protocol or {}),
+        "metric": evaluation.metric,
+        "engine_score": evaluation.score,
+        "hardware": job.hardware,
+        "duration_s": round(duration_s, 3),
+        "date": timezone.now().isoformat(timespec="seconds"),
+        "engine": engine_provenance,
+    }
+
+
+def job_fail(job_id: int, message: str, details: str = "") -> None:
+    """Record a failure: `message` for the submitter, `details` (a traceback) for owner and staff."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().get(pk=job_id)
+        if job.is_finished:
+            return
+        job.status = EvaluationJob.Status.FAILED
+        job.finished_at = timezone.now()
+        job.error, job.error_details = message[:2000], details
+        job.log = _append(job.log, f"failed: {message}")
+        job.save()
+
+
+def job_note(job_id: int, line: str) -> None:
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is not None:
+            job.log = _append(job.log, line)
+            job.save(update_fields=["log", "updated_at"])
+
+
+# -- the submitter's and staff's actions ----------------------------------------------------------
+
+def job_cancel(job: EvaluationJob) -> bool:
+    """Cancel a queued or running job: mark it, then revoke (terminating a running task) after commit."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            return False
+        job.status = EvaluationJob.Status.CANCELLED
+        job.finished_at = timezone.now()
+        job.log = _append(job.log, "cancelled")
+        job.save()
+        transaction.on_commit(lambda: _revoke(job.task_id))
+    return True
+
+
+def _revoke(task_id: str) -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import RedisError
+
+    from leaderboard.celery import app
+
+    try:
+        app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+    except (BrokerError, RedisError, OSError) as exc:  # the job is cancelled in the DB: the task will skip it
+        log.warning("could not revoke task %s: %s", task_id, exc)
+
+
+def submission_make_public(submission: Submission) -> Submission:
+    """Publish a submission and its results to the live boards."""
+    with transaction.atomic():
+        submission.is_public = True
+        submission.save(update_fields=["is_public"])
+        Result.objects.filter(job__submission=submission).update(is_public=True)
+    return submission
+
+
+def _append(log_text: str, line: str) -> str:
+    lines = (log_text.splitlines() + [_log_line(line)])[-LOG_TAIL_LINES:]
+    return "\n".join(lines)
+
+
+def _log_line(line: str) -> str:
+    return f"{timezone.now():%H:%M:%S} {line}"
+
+
+def _jsonable(value):
+    """Engine dicts may hold numpy scalars or paths; the JSON fields need plain types."""
+    import json
+
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

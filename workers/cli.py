@@ -1,0 +1,135 @@
+"""Command line of the engine: `python -m workers <command> ...`.
+
+    python -m workers datasets list
+    python -m workers datasets check NAME ROOT [--verify-images] [--option KEY=VALUE ...]
+    python -m workers evaluate ...          (registered by workers/cli_evaluate.py)
+
+Each command is a subparser whose handler returns an exit status. Failures a user can act on
+(`EngineError`) print one `error: ...` line on stderr and exit 1, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from workers.contract import EngineError
+
+# ---- datasets ---------------------------------------------------------------------------------
+
+def _option_value(text: str, default: Any) -> Any:
+    """Convert a KEY=VALUE option to the type of the reader's default (int, bool, str)."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise EngineError(f"option value {text!r} is not a boolean")
+    if isinstance(default, (tuple, list)):
+        return tuple(part for part in text.split(",") if part)
+    if isinstance(default, int) or default is None and text.lstrip("-").isdigit():
+        try:
+            return int(text)
+        except ValueError:
+            raise EngineError(f"option value {text!r} is not an integer") from None
+    return text
+
+
+def _reader_kwargs(name: str, pairs: Sequence[str]) -> dict[str, Any]:
+    from workers.datasets import reader_options
+
+    defaults = reader_options(name)
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise EngineError(f"option {pair!r} is not KEY=VALUE")
+        if key not in defaults:
+            raise EngineError(f"{name}: unknown option '{key}' (options: {', '.join(defaults) or 'none'})")
+        options[key] = _option_value(value, defaults[key])
+    return options
+
+
+def datasets_list(args: argparse.Namespace) -> int:
+    from workers.datasets import READERS, TITLES, reader_options
+
+    for name in sorted(READERS):
+        options = ", ".join(f"{key}={value}" for key, value in reader_options(name).items())
+        print(f"{name}\t{TITLES.get(name, '')}" + (f"\t[{options}]" if options else ""))
+    return 0
+
+
+def datasets_check(args: argparse.Namespace) -> int:
+    from workers.datasets import describe, load_dataset, reader_options, verify_images
+
+    options = _reader_kwargs(args.name, args.option)
+    if args.verify_images and "verify_images" in reader_options(args.name):
+        options["verify_images"] = True
+    data = load_dataset(args.name, args.root, **options)
+    summary = describe(data)
+    if args.verify_images:
+        unreadable = verify_images(data)
+        if unreadable:
+            more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+            raise EngineError(f"{args.name}: image {unreadable[0]} cannot be decoded{more}")
+        summary["verified_images"] = True
+    print(json.dumps(summary))
+    return 0
+
+
+def add_datasets_parser(subparsers: argparse._SubParsersAction) -> None:
+    datasets = subparsers.add_parser("datasets", help="list the dataset readers or check a local copy")
+    commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="{list,check}")
+    listing = commands.add_parser("list", help="the benchmarks a local copy can be read for")
+    listing.set_defaults(func=datasets_list)
+    check = commands.add_parser("check", help="read a copy at ROOT and print its counts as JSON")
+    check.add_argument("name", help="dataset name (see 'datasets list')")
+    check.add_argument("root", help="the folder the official archives were extracted into")
+    check.add_argument("--verify-images", action="store_true", help="also decode every image (slow)")
+    check.add_argument(
+        "--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+        help="a reader option, e.g. seed=1 (caltech), partition=3 (sun397)",
+    )
+    check.set_defaults(func=datasets_check)
+
+
+# ---- evaluate ---------------------------------------------------------------------------------
+# The `evaluate` command lives in workers/cli_evaluate.py, which exposes `register(subparsers)`.
+# It is optional here so that this CLI works before (or without) it.
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    try:
+        cli_evaluate = importlib.import_module("workers.cli_evaluate")
+    except ModuleNotFoundError as exc:
+        if exc.name != "workers.cli_evaluate":
+            raise
+        return
+    cli_evaluate.register(subparsers)
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workers", description="Shelfmark evaluation engine")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_datasets_parser(subparsers)
+    add_evaluate_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,116 @@
+"""`python -m workers evaluate ...` and `python -m workers benchmarks`: thin front ends over the engine.
+
+    python -m workers evaluate --model efficientnet_lite0 --benchmark digits --out result.json
+    python -m workers benchmarks [--data PARENT]     (PARENT/<benchmark name>/ holds each official copy)
+
+`evaluate` shows a progress bar on stderr and writes `EvaluationResult.to_dict()` as JSON.
+Errors a user can act on (EngineError) become one line on stderr and exit status 1 (workers/cli.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="evaluate a model (or features) on a benchmark")
+    source = evaluate.add_argument_group("what to evaluate")
+    source.add_argument("--model", help="architecture name (see workers/models.py), e.g. efficientnet_lite0")
+    source.add_argument("--weights", type=Path, help=".safetensors or state_dict .pth (default: built-in)")
+    source.add_argument("--random-init", action="store_true", help="random weights (seed 0): a baseline")
+    source.add_argument("--onnx", type=Path, help="an ONNX model whose first output is the feature")
+    source.add_argument("--features", type=Path, help="precomputed features: .npz keyed by image id")
+    evaluate.add_argument("--benchmark", required=True, help="benchmark name (see 'benchmarks')")
+    evaluate.add_argument("--data", type=Path, help="ROOT of the benchmark's official distribution")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluate.add_argument("--layer", help="graph node to take features from (default: penultimate)")
+    evaluate.add_argument("--pooling", default="avg", choices=("avg", "max"))
+    evaluate.add_argument("--jitter", action="store_true", help="ten-view jittering (train: kept, test: averaged)")
+    evaluate.add_argument("--power-norm", type=float, help="signed power normalisation exponent (0.5 = sqrt)")
+    evaluate.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of the features")
+    evaluate.add_argument("--svm-c", type=float, help="fixed SVM C (default: cross-validated)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    evaluate.add_argument("--cache", type=Path, help="feature cache folder")
+    evaluate.add_argument("--output-dir", type=Path, help="write features.npz (for reproduce.py) here")
+    evaluate.add_argument("--out", type=Path, required=True, help="result JSON file ('-' for stdout)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=evaluate_command)
+
+    benchmarks = subparsers.add_parser("benchmarks", help="list the benchmarks and whether their data is here")
+    benchmarks.add_argument("--data", type=Path, help="PARENT folder holding one folder per official benchmark")
+    benchmarks.set_defaults(func=benchmarks_command)
+
+
+def spec_from_args(args: argparse.Namespace):
+    from workers.contract import EvaluationSpec
+
+    return EvaluationSpec(
+        benchmark=args.benchmark, model=args.model, weights=args.weights, random_init=args.random_init,
+        onnx=args.onnx, features=args.features, data_root=args.data, device=args.device, layer=args.layer,
+        pooling=args.pooling, jitter=args.jitter, power_norm=args.power_norm, l2_normalize=not args.no_l2,
+        svm_c=args.svm_c, batch_size=args.batch_size, num_workers=args.workers, cache_dir=args.cache,
+        output_dir=args.output_dir,
+    )
+
+
+class _ProgressBar:
+    """One tqdm bar per stage, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if progress.stage != self.stage or (self.bar is not None and progress.total and self.bar.total != progress.total):
+            self.close()
+            self.stage = progress.stage
+            self.bar = tqdm(total=progress.total or None, desc=progress.stage, file=sys.stderr, unit="img"
+                            if progress.stage == "extracting" else "it", leave=progress.stage == "extracting")
+        if progress.total:
+            self.bar.n = progress.done
+        if progress.message:
+            self.bar.set_postfix_str(progress.message, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from workers.evaluate import run_evaluation
+
+    bar = _ProgressBar(enabled=not args.quiet)
+    try:
+        result = run_evaluation(spec_from_args(args), bar)
+    finally:
+        bar.close()
+    text = json.dumps(result.to_dict(), indent=2, default=str)
+    if str(args.out) == "-":
+        print(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        print(f"{result.benchmark}: {result.metric} = {result.score:.4f} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def benchmarks_command(args: argparse.Namespace) -> int:
+    from workers.benchmarks import BENCHMARKS, availability
+
+    for name, benchmark in BENCHMARKS.items():
+        root = None
+        if benchmark.needs_root and args.data is not None:
+            root = args.data / name
+        ok, why = availability(name, root)
+        print(f"{name}\t{benchmark.kind}\t{benchmark.metric}\t{'available' if ok else 'unavailable'}\t{why}")
+    return 0

@@ -1,0 +1,334 @@
+"""`run_evaluation(spec, progress)`: one model (or ONNX graph, or precomputed features) on one benchmark.
+
+Stages, reported through `Progress`: loading_model, extracting, training, scoring, done.
+
+Precomputed features (`spec.features`) are an .npz keyed by the benchmark's image ids: either one
+array per image id (`np.savez(f, **{image_id: vector})`), or two arrays `ids` (n,) str and
+`features` (n, D). A query cropped to a box (Oxford, Paris) is looked up as `query/<image id>`
+first, then as its image id (uncropped; recorded as such).
+
+Artifacts, written to `spec.output_dir` when set, `features.npz` (load with allow_pickle=False):
+everything a standalone numpy + scikit-learn `reproduce.py` needs. The features are the ones the
+protocol saw, already post-processed (signed power, then L2 normalisation, as the settings say).
+  common:          kind ("classification" | "retrieval"), benchmark, metric, score (the engine's),
+                   settings (JSON string: the protocol's settings, incl. preprocessing)
+  classification:  train_features (n, D) float32, train_labels (n,) int or (n, C) of 1/-1/0,
+                   train_ids (n,) str (an id repeats once per view when jittered views are kept),
+                   test_features (m, D), test_labels, test_ids, classes (C,) str,
+                   multilabel (bool), svm_c (1,) or (C,) (the C used, per class when multi-label),
+                   multiclass ("ovr" | "ovo" | "binary per class");
+                   SUN397-style partitions: the first partition's arrays, `partition` = 1
+  retrieval:       database_features (n, D), database_ids (n,) str, query_features (q, D),
+                   query_ids (q,) str, query_names (q,) str (the protocol's query names),
+                   ground_truth (JSON string: {query name: {good, ok, junk}})
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from workers.benchmarks import get_benchmark
+from workers.contract import EngineError, EvaluationResult, EvaluationSpec, Progress, ProgressCallback
+from workers.datasets.base import ClassificationData, ImageRecord, RetrievalData
+from workers.protocols import PROTOCOL_VERSION, CosineRetrieval, LinearSVMClassification, postprocess
+
+
+class _ModelFeatures:
+    """Features from a network (torch or ONNX), through the extractor and its cache."""
+
+    def __init__(self, spec: EvaluationSpec, device: str, progress: ProgressCallback):
+        from workers.extract import FeatureCache
+        from workers.models import create_model, create_onnx_model
+
+        if spec.onnx is not None:
+            if spec.model or spec.weights or spec.random_init:
+                raise EngineError("give either an ONNX file or a model name, not both")
+            self.model = create_onnx_model(spec.onnx, device=device, pooling=spec.pooling)
+        elif spec.model:
+            self.model = create_model(spec.model, weights=spec.weights, random_init=spec.random_init,
+                                      layer=spec.layer, pooling=spec.pooling)
+        else:
+            raise EngineError("nothing to evaluate: give a model name, an ONNX file or a features file")
+        self.spec, self.device, self.progress = spec, device, progress
+        self.cache = FeatureCache(spec.cache_dir) if spec.cache_dir else None
+        self.extract_seconds = 0.0
+        self.images_extracted = 0
+
+    def describe(self) -> dict:
+        return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model"}
+
+    def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
+                 jitter: Optional[str]) -> np.ndarray:
+        from workers.extract import extract_features
+
+        start = time.perf_counter()
+        calls = []
+        out = extract_features(
+            self.model, records, device=self.device, batch_size=self.spec.batch_size,
+            num_workers=self.spec.num_workers, jitter=jitter, cache=self.cache, dataset=dataset, split=split,
+            progress=lambda p: (calls.append(p), self.progress(p)),
+        )
+        if not (calls and "feature cache" in calls[-1].message):
+            self.extract_seconds += time.perf_counter() - start
+            self.images_extracted += len(records)
+        return out
+
+
+class _PrecomputedFeatures:
+    """Features read from an .npz keyed by image id, checked against the benchmark's images."""
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"features file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if "ids" in stored.files and "features" in stored.files:
+                    ids = [str(i) for i in stored["ids"]]
+                    matrix = np.asarray(stored["features"])
+                    if matrix.ndim != 2 or len(matrix) != len(ids):
+                        raise EngineError(f"{path.name}: 'features' must be (n, D) with n = len(ids) = {len(ids)}")
+                    self.table = dict(zip(ids, matrix))
+                else:
+                    self.table = {key: np.asarray(stored[key]) for key in stored.files}
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"{path.name}: not a readable .npz of features ({exc})") from None
+        if not self.table:
+            raise EngineError(f"{path.name}: contains no features")
+        dims = {v.shape for v in self.table.values()}
+        if len(dims) != 1 or len(next(iter(dims))) != 1:
+            shown = ", ".join(str(d) for d in sorted(dims, key=str)[:3])
+            raise EngineError(f"{path.name}: every feature must be one vector of the same length (found {shown})")
+        bad = [k for k, v in self.table.items() if not np.issubdtype(v.dtype, np.number) or not np.isfinite(v).all()]
+        if bad:
+            raise EngineError(f"{path.name}: {len(bad)} features are not finite numbers, e.g. {bad[0]!r}")
+        self.path = path
+        self.used: set[str] = set()
+        self.cropped_queries_uncropped = 0
+        self.extract_seconds = 0.0
+        self.images_extracted = 0
+
+    def describe(self) -> dict:
+        from workers.models import file_sha256
+
+        dim = len(next(iter(self.table.values())))
+        return {"name": f"features:{self.path.name}", "model_hash": file_sha256(self.path), "source": "features",
+                "dim": dim, "layer": None, "pooling": None, "data_config": None}
+
+    def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
+                 jitter: Optional[str]) -> np.ndarray:
+        keys = []
+        for record in records:
+            key = record.id
+            if split == "queries" and record.box is not None:
+                if f"query/{record.id}" in self.table:
+                    key = f"query/{record.id}"
+                else:
+                    self.cropped_queries_uncropped += 1
+            keys.append(key)
+        missing = [k for k in keys if k not in self.table]
+        if missing:
+            raise EngineError(
+                f"{self.path.name}: no features for {len(missing)} of the {len(keys)} {split} images of {dataset}, "
+                f"e.g. {missing[0]!r} (the file has {len(self.table)} entries)"
+            )
+        self.used.update(keys)
+        return np.stack([self.table[k] for k in keys]).astype(np.float32)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_evaluation(spec: EvaluationSpec, progress: Optional[ProgressCallback] = None) -> EvaluationResult:
+    """Evaluate `spec` end to end; raises EngineError for anything a user can fix."""
+    from workers import provenance
+    from workers.extract import resolve_device
+
+    report = progress or (lambda _p: None)
+    timings: dict[str, float] = {}
+    benchmark = get_benchmark(spec.benchmark)
+    device = resolve_device(spec.device)
+
+    clock = time.perf_counter()
+    report(Progress("loading_model", message=f"reading {benchmark.name}"))
+    data = benchmark.load(spec.data_root)
+    timings["loading_data"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report(Progress("loading_model", message=spec.model or str(spec.onnx or spec.features)))
+    if spec.features is not None:
+        if spec.model or spec.onnx:
+            raise EngineError("give either a features file or a model, not both")
+        source = _PrecomputedFeatures(spec.features)
+    else:
+        source = _ModelFeatures(spec, device, report)
+    timings["loading_model"] = time.perf_counter() - clock
+
+    if isinstance(data, ClassificationData):
+        result, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings)
+    elif isinstance(data, RetrievalData):
+        result, kind, arrays = _retrieval(spec, benchmark.name, data, source, report, timings)
+    else:
+        raise EngineError(f"{benchmark.name}: the loader returned {type(data).__name__}")
+
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    if source.images_extracted:
+        result.throughput["extraction_images_per_second"] = round(source.images_extracted / source.extract_seconds, 2)
+    result.throughput["images_extracted"] = float(source.images_extracted)
+    described = source.describe()
+    result.provenance = _json_safe({
+        **provenance.collect(device, described, PROTOCOL_VERSION),
+        "benchmark_info": data.info,
+    })
+    if isinstance(source, _PrecomputedFeatures):
+        result.provenance["features_file"] = {
+            "entries": len(source.table), "used": len(source.used),
+            "unused": len(source.table) - len(source.used),
+            "box_queries_uncropped": source.cropped_queries_uncropped,
+        }
+    result.protocol.update(_json_safe({
+        "benchmark": benchmark.name,
+        "preprocessing": described.get("data_config"),
+        "layer": described.get("layer"),
+        "pooling": described.get("pooling"),
+        "jitter": spec.jitter,
+        "power_norm": spec.power_norm,
+        "l2_normalize": spec.l2_normalize,
+        "normalisation_order": "signed power, then L2",
+        "features_source": described["source"],
+    }))
+    _write_artifacts(spec, result, kind, arrays)
+    report(Progress("done", 1, 1, message=f"{result.metric} = {result.score:.4f}"))
+    return result
+
+
+def _finish_features(spec: EvaluationSpec, features: np.ndarray) -> np.ndarray:
+    return postprocess(features, power_norm=spec.power_norm, l2=spec.l2_normalize)
+
+
+def _partitions(data: ClassificationData) -> list[tuple[str, str]]:
+    if data.partitions <= 1:
+        return [(data.train_split, data.test_split)]
+    pairs = [(f"train_{k}", f"test_{k}") for k in range(1, data.partitions + 1)]
+    missing = [s for pair in pairs for s in pair if s not in data.splits]
+    if missing:
+        raise EngineError(f"{data.name}: partition split {missing[0]!r} missing")
+    return pairs
+
+
+def _classification(spec, name, data: ClassificationData, source, report, timings) -> EvaluationResult:
+    multiclass = getattr(spec, "multiclass", None) or "ovr"
+    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
+    outcomes, first_arrays = [], None
+    timings.setdefault("extracting", 0.0)
+    timings.setdefault("training", 0.0)
+    timings.setdefault("scoring", 0.0)
+    for k, (train_split, test_split) in enumerate(_partitions(data), start=1):
+        clock = time.perf_counter()
+        train_records, test_records = data.splits[train_split], data.splits[test_split]
+        train_y, test_y = np.asarray(data.labels[train_split]), np.asarray(data.labels[test_split])
+        train_x = source.features(train_records, dataset=name, split=train_split,
+                                  jitter="keep" if spec.jitter else None)
+        test_x = source.features(test_records, dataset=name, split=test_split,
+                                 jitter="average" if spec.jitter else None)
+        timings["extracting"] += time.perf_counter() - clock
+
+        train_ids = np.asarray([r.id for r in train_records])
+        groups = None
+        if train_x.ndim == 3:   # jittered training views augment the SVM's data, as in [1]
+            views = train_x.shape[1]
+            train_x = train_x.reshape(-1, train_x.shape[-1])
+            train_y = np.repeat(train_y, views, axis=0)
+            train_ids = np.repeat(train_ids, views)
+            groups = np.repeat(np.arange(len(train_records)), views)
+        train_x, test_x = _finish_features(spec, train_x), _finish_features(spec, test_x)
+
+        clock = time.perf_counter()
+        report(Progress("training", k - 1, data.partitions, message=f"linear SVMs on {train_split}"))
+        outcome = protocol.run(train_x, train_y, test_x, test_y, data.classes,
+                               multilabel=data.multilabel, train_groups=groups)
+        timings["training"] += time.perf_counter() - clock
+        outcomes.append(outcome)
+        if first_arrays is None:
+            first_arrays = {
+                "train_features": train_x, "train_labels": train_y, "train_ids": train_ids,
+                "test_features": test_x, "test_labels": test_y,
+                "test_ids": np.asarray([r.id for r in test_records]),
+                "classes": np.asarray(data.classes), "multilabel": np.asarray(data.multilabel),
+                "svm_c": outcome.details["svm_c"], "multiclass": np.asarray(outcome.settings["multiclass"]),
+                "partition": np.asarray(1),
+            }
+
+    clock = time.perf_counter()
+    report(Progress("scoring", 0, 1, message=data.metric))
+    score = float(np.mean([o.score for o in outcomes]))
+    per_class = {c: float(np.mean([o.per_class.get(c, np.nan) for o in outcomes])) for c in outcomes[0].per_class}
+    settings = dict(outcomes[0].settings)
+    if len(outcomes) > 1:
+        settings["partitions"] = len(outcomes)
+        settings["partition_scores"] = [o.score for o in outcomes]
+        settings["chosen_c"] = [o.settings["chosen_c"] for o in outcomes]
+    settings["splits"] = {"train": data.train_split, "test": data.test_split,
+                          "train_images": len(data.splits[data.train_split]),
+                          "test_images": len(data.splits[data.test_split])}
+    result = EvaluationResult(benchmark=name, metric=data.metric, score=score, per_class=per_class,
+                              protocol=settings)
+    timings["scoring"] += time.perf_counter() - clock
+    return result, "classification", first_arrays
+
+
+def _retrieval(spec, name, data: RetrievalData, source, report, timings) -> EvaluationResult:
+    clock = time.perf_counter()
+    jitter = "average" if spec.jitter else None
+    database_x = source.features(data.database, dataset=name, split="database", jitter=jitter)
+    position = {record.id: i for i, record in enumerate(data.database)}
+    query_x = np.empty((len(data.queries), database_x.shape[1]), dtype=np.float32)
+    to_extract = []
+    for i, query in enumerate(data.queries):
+        if query.image.box is None and query.image.id in position:
+            query_x[i] = database_x[position[query.image.id]]   # the query is a database image
+        else:
+            to_extract.append(i)
+    if to_extract:
+        extracted = source.features([data.queries[i].image for i in to_extract], dataset=name,
+                                    split="queries", jitter=jitter)
+        query_x[to_extract] = extracted
+    timings["extracting"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report(Progress("scoring", 0, len(data.queries), message=data.metric))
+    protocol = CosineRetrieval()
+    database_x, query_x = _finish_features(spec, database_x), _finish_features(spec, query_x)
+    query_ids = [q.image.id for q in data.queries]
+    outcome = protocol.run(database_x, [r.id for r in data.database], query_x, query_ids, data.queries,
+                           data.metric)
+    settings = {**outcome.settings, "queries": len(data.queries), "database_images": len(data.database),
+                "query_crop": "box" if any(q.image.box for q in data.queries) else "none"}
+    result = EvaluationResult(benchmark=name, metric=data.metric, score=outcome.score,
+                              per_class=outcome.per_class, protocol=settings)
+    ground_truth = {(q.name or q.id): {"good": q.good, "ok": q.ok, "junk": q.junk} for q in data.queries}
+    timings["scoring"] = time.perf_counter() - clock
+    return result, "retrieval", {
+        "database_features": database_x, "database_ids": np.asarray([r.id for r in data.database]),
+        "query_features": query_x, "query_ids": np.asarray(query_ids),
+        "query_names": np.asarray([q.name or q.id for q in data.queries]),
+        "ground_truth": np.asarray(json.dumps(ground_truth)),
+    }
+
+
+def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict) -> None:
+    if spec.output_dir is None:
+        return
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "features.npz"
+    np.savez_compressed(
+        path, kind=np.asarray(kind), benchmark=np.asarray(result.benchmark), metric=np.asarray(result.metric),
+        score=np.asarray(result.score), settings=np.asarray(json.dumps(_json_safe(result.protocol))), **arrays,
+    )
+    result.artifacts["features.npz"] = str(path)

