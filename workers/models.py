@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -256,7 +257,9 @@ def available_layers(name: str) -> list[str]:
     from torchvision.models.feature_extraction import get_graph_node_names
 
     network = _architecture(name).builder()
-    return get_graph_node_names(network.eval())[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get_graph_node_names(network.eval())[1]
 
 
 def _architecture(name: str) -> _Architecture:
@@ -301,11 +304,16 @@ def create_model(name: str, *, weights: Optional[Path] = None, random_init: bool
 def _node_extractor(name: str, network: nn.Module, layer: str) -> nn.Module:
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-    nodes = get_graph_node_names(network)[1]
-    if layer not in nodes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # "eval nodes are a subsequence of train nodes": we use eval
+        nodes = get_graph_node_names(network.eval())[1]
+    # a module's name stands for its last operation, as create_feature_extractor allows ("layer3")
+    if layer not in nodes and not any(node.startswith(layer + ".") for node in nodes):
         close = [n for n in nodes if layer.split(".")[0] in n][:5] or nodes[-5:]
         raise EngineError(f"{name} has no layer {layer!r}; e.g. {', '.join(close)}")
-    return create_feature_extractor(network, return_nodes={layer: "features"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return create_feature_extractor(network, return_nodes={layer: "features"})
 
 
 class OnnxFeatureModel:

@@ -5,8 +5,8 @@ the same thing everywhere.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from django.db.models import Prefetch, QuerySet
 
@@ -72,8 +72,8 @@ class Cell:
     """One cell of the home table: the best result of a kind, a known-missing number, or nothing."""
 
     kind: str
-    result: Optional[Result] = None
-    missing: Optional[MissingCell] = None
+    result: Result | None = None
+    missing: MissingCell | None = None
 
     @property
     def column(self) -> str:
@@ -94,7 +94,7 @@ class FamilyBlock:
 
 
 def snapshot_table(
-    *, family: Optional[str] = None, kind: Optional[str] = None, origins: Iterable[str] = (Result.Origin.SNAPSHOT,)
+    *, family: str | None = None, kind: str | None = None, origins: Iterable[str] = (Result.Origin.SNAPSHOT,)
 ) -> list[FamilyBlock]:
     """The home page: datasets grouped by task family, the best row of each kind, and all candidates.
 
@@ -105,7 +105,12 @@ def snapshot_table(
     datasets = Dataset.objects.filter(is_demo=False).select_related("task_family", "metric")
     if family:
         datasets = datasets.filter(task_family__slug=family)
-    results = public_results().filter(origin__in=list(origins), kind__in=kinds)
+    # Datasets come from their own query; the table needs each result's method and reference (not its BibTeX).
+    results = (
+        Result.objects.filter(is_public=True, origin__in=list(origins), kind__in=kinds)
+        .select_related("method", "reference")
+        .defer("reference__fields", "reference__bibtex", "provenance")
+    )
     missing = MissingCell.objects.filter(dataset__isnull=False)
 
     results_by_dataset: dict[int, list[Result]] = {}

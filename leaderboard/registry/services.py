@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Optional
 
 from django.db import transaction
 from django.db.models import Max
@@ -59,7 +58,7 @@ def _frozen_entry(result: Result) -> LeaderboardEntry:
 
 
 @transaction.atomic
-def publish_version(dataset: Dataset, *, user=None, note: str = "", number: Optional[int] = None) -> LeaderboardVersion:
+def publish_version(dataset: Dataset, *, user=None, note: str = "", number: int | None = None) -> LeaderboardVersion:
     """Freeze the dataset's current public board (`board_rows`) into a new `LeaderboardVersion`.
 
     Numbers go up by one from the last published version (the first is 0, the 2014 snapshot) unless

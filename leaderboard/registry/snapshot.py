@@ -12,7 +12,6 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
 
 import bibtexparser
 import yaml
@@ -239,7 +238,7 @@ def _protocol(spec: dict) -> str:
     return "; ".join(parts)
 
 
-def _classes(spec: dict) -> Optional[int]:
+def _classes(spec: dict) -> int | None:
     """Class count when it is a plain number; descriptive counts ("10 actions (+ 'other')") stay in protocol."""
     value = spec.get("classes")
     if value is None or isinstance(value, int):

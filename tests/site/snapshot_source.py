@@ -14,7 +14,7 @@ def source_snapshot(directory: Path = SNAPSHOT_DIR) -> dict:
         return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_bib_keys(directory: Path = SNAPSHOT_DIR) -> tuple[str, ...]:
     with open(directory / "references.bib", encoding="utf-8") as handle:
         return tuple(entry["ID"] for entry in bibtexparser.load(handle).entries)

@@ -2,11 +2,10 @@
 import bibtexparser
 import yaml
 from django.test import TestCase
+from snapshot_source import SNAPSHOT_DIR, source_bib_keys, source_snapshot
 
 from leaderboard.registry.models import Dataset, Method, Result
 from leaderboard.registry.snapshot import load_snapshot
-
-from snapshot_source import SNAPSHOT_DIR, source_bib_keys, source_snapshot
 
 
 class ApiTests(TestCase):

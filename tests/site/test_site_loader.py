@@ -5,6 +5,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 from django.forms.models import model_to_dict
+from snapshot_source import SNAPSHOT_DIR, source_benchmarks, source_bib_keys, source_snapshot
 
 from leaderboard.registry.models import (
     Dataset,
@@ -19,8 +20,6 @@ from leaderboard.registry.models import (
     TaskFamily,
 )
 from leaderboard.registry.snapshot import PAGE_KEYS, load_snapshot
-
-from snapshot_source import SNAPSHOT_DIR, source_benchmarks, source_bib_keys, source_snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -10,12 +10,11 @@ from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
+from snapshot_source import SNAPSHOT_DIR, source_bib_keys, source_snapshot
 
 from leaderboard.front.templatetags.shelfmark import url_if_exists
 from leaderboard.registry.models import Dataset, Method, Reference, Result
 from leaderboard.registry.snapshot import load_snapshot
-
-from snapshot_source import SNAPSHOT_DIR, source_bib_keys, source_snapshot
 
 
 class Links(HTMLParser):
@@ -49,8 +48,8 @@ def parse(response) -> Links:
 def home_cells(content: str, slug: str) -> tuple[str, list[str]]:
     """One dataset's row of the home table (its candidates table included) and its column cells."""
     row = re.search(rf'<tr id="dataset-{slug}">(.*?)</tr>\s*(?:<tr id="dataset-|</tbody>\s*</table>\s*</div>)',
-                    content, re.S).group(1)
-    return row, re.findall(r'<td data-column="[^"]+">(.*?)</td>', row, re.S)
+                    content, re.DOTALL).group(1)
+    return row, re.findall(r'<td data-column="[^"]+">(.*?)</td>', row, re.DOTALL)
 
 
 class SnapshotPages(TestCase):
@@ -231,7 +230,7 @@ class DownloadTests(SnapshotPages):
         self.assertEqual(response["Content-Disposition"], 'attachment; filename="references.bib"')
         database = bibtexparser.loads(response.content.decode())
         self.assertEqual([e["ID"] for e in database.entries], list(Reference.objects.values_list("key", flat=True)))
-        self.assertEqual(set(e["ID"] for e in database.entries), set(source_bib_keys()))
+        self.assertEqual({e["ID"] for e in database.entries}, set(source_bib_keys()))
         razavian = next(e for e in database.entries if e["ID"] == "Razavian2014")
         self.assertEqual(razavian["eprint"], "1403.6382")
 
@@ -290,3 +289,26 @@ class OverviewAndNavigationTests(SnapshotPages):
             content = self.client.get("/").content.decode()
         self.assertNotIn("Submit", content)
         self.assertNotIn("Log in", content)
+
+
+class AdminTests(SnapshotPages):
+    def test_every_registry_changelist_loads_with_search_and_filters(self):
+        from django.contrib.auth import get_user_model
+
+        self.client.force_login(get_user_model().objects.create_superuser("editor", "e@example.org", "pw-123456"))
+        for model in ["taskfamily", "metric", "dataset", "reference", "method", "result", "missingcell",
+                      "leaderboardversion", "historicaldownload"]:
+            response = self.client.get(f"/admin/registry/{model}/", {"q": "voc"})
+            self.assertEqual(response.status_code, 200, model)
+        response = self.client.get("/admin/registry/result/", {"kind__exact": "non_cnn", "q": "Fisher"})
+        self.assertContains(response, "Fisher vectors")
+        self.assertNotContains(response, "CNNaug-SVM")
+
+    def test_a_published_version_is_read_only_in_the_admin(self):
+        from django.contrib.auth import get_user_model
+
+        self.client.force_login(get_user_model().objects.create_superuser("editor", "e@example.org", "pw-123456"))
+        version = self.voc07.versions.get(number=0)
+        response = self.client.get(f"/admin/registry/leaderboardversion/{version.pk}/change/")
+        self.assertEqual(response.status_code, 200)
+        self.assertNotContains(response, 'name="content_hash"')

@@ -61,9 +61,15 @@ def session_media(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory):
-    """One feature cache for the whole session: the second digits run reads its features from it."""
-    return tmp_path_factory.mktemp("features")
+def feature_cache():
+    """One feature cache for the tests, kept between sessions (var/test-feature-cache, or
+    $SHELFMARK_TEST_FEATURE_CACHE): extracting digits with EfficientNet-Lite0 takes minutes on two
+    busy cores, so only the first session pays for it. Delete the folder to measure a cold run."""
+    from django.conf import settings
+
+    path = Path(os.environ.get("SHELFMARK_TEST_FEATURE_CACHE", settings.VAR_DIR / "test-feature-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -166,6 +172,20 @@ def digits(db):
                           origin=Result.Origin.REPORTED)
     publish_version(dataset, note="version 0")
     return dataset
+
+
+@pytest.fixture(scope="session")
+def features_npz(tmp_path_factory):
+    """Random 16-d precomputed features for every digits image, keyed by image id."""
+    import numpy as np
+
+    from workers.benchmarks import load_digits_benchmark
+
+    data = load_digits_benchmark()
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("features-file") / "digits-features.npz"
+    np.savez(path, **{r.id: rng.normal(size=16).astype(np.float32) for split in data.splits.values() for r in split})
+    return path
 
 
 @pytest.fixture

@@ -42,13 +42,20 @@ def post_submission(client, upload_name, content, **fields):
     return client.post(reverse("submission-new"), data)
 
 
-def assert_nothing_stored(media_root):
-    assert Submission.objects.count() == 0
-    assert EvaluationJob.objects.count() == 0
-    assert media_files(media_root) == []
+@pytest.fixture
+def assert_nothing_stored(session_media):
+    before = set(media_files(session_media))
+
+    def check():
+        assert Submission.objects.count() == 0
+        assert EvaluationJob.objects.count() == 0
+        assert set(media_files(session_media)) == before
+
+    return check
 
 
-def test_a_pickle_that_would_run_code_is_refused_and_never_runs(client_as_owner, digits, tmp_path, session_media):
+def test_a_pickle_that_would_run_code_is_refused_and_never_runs(client_as_owner, digits, tmp_path,
+                                                               assert_nothing_stored):
     marker = tmp_path / "pwned"
     weights = tmp_path / "evil.pt"
     torch.save({"conv1.weight": torch.zeros(1), "payload": CreatesAFile(marker)}, weights)
@@ -58,21 +65,21 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(client_as_owner,
     assert response.status_code == 400
     assert "could run code" in response.content.decode()
     assert not marker.exists()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
-def test_a_plain_pickle_is_refused_by_its_magic_bytes(client_as_owner, digits, tmp_path, session_media):
+def test_a_plain_pickle_is_refused_by_its_magic_bytes(client_as_owner, digits, tmp_path, assert_nothing_stored):
     marker = tmp_path / "pwned"
     response = post_submission(client_as_owner, "weights.pkl", pickle.dumps(CreatesAFile(marker)))
 
     assert response.status_code == 400
     assert "Plain pickle files are not accepted" in response.content.decode()
     assert not marker.exists()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
 def test_weights_that_do_not_fit_the_architecture_are_refused_with_the_names(client_as_owner, digits, tmp_path,
-                                                                              session_media):
+                                                                              assert_nothing_stored):
     from safetensors.torch import save_file
     from torchvision.models import resnet18
 
@@ -88,7 +95,7 @@ def test_weights_that_do_not_fit_the_architecture_are_refused_with_the_names(cli
     assert response.status_code == 400
     assert "don&#x27;t fit resnet18" in text
     assert "layer1.0.bn1.running_mean" in text and "conv1.weight" in text
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
 def test_weights_that_fit_are_stored_and_one_job_is_queued(owner, digits, tmp_path, session_media):
@@ -111,21 +118,21 @@ def test_weights_that_fit_are_stored_and_one_job_is_queued(owner, digits, tmp_pa
 
 
 def test_an_oversized_upload_is_stopped_with_the_limit_in_the_message(client_as_owner, digits, settings,
-                                                                      session_media):
+                                                                      assert_nothing_stored):
     settings.SHELFMARK_MAX_UPLOAD_BYTES = 50_000
     response = post_submission(client_as_owner, "big.safetensors", b"\0" * 200_000)
 
     assert response.status_code == 400
     assert "larger than the upload limit of 48.8" in response.content.decode()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
-def test_an_unknown_format_is_refused(client_as_owner, digits, session_media):
+def test_an_unknown_format_is_refused(client_as_owner, digits, assert_nothing_stored):
     response = post_submission(client_as_owner, "model.bin", b"GIF89a not weights at all")
 
     assert response.status_code == 400
     assert "Unrecognised file format" in response.content.decode()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
 def _digits_features(tmp_path, *, drop=0, nan=False):
@@ -141,22 +148,22 @@ def _digits_features(tmp_path, *, drop=0, nan=False):
     return path
 
 
-def test_features_with_the_wrong_count_are_refused(client_as_owner, digits, tmp_path, session_media):
+def test_features_with_the_wrong_count_are_refused(client_as_owner, digits, tmp_path, assert_nothing_stored):
     path = _digits_features(tmp_path, drop=3)
     response = post_submission(client_as_owner, "features.npz", path.read_bytes(), source="features")
 
     assert response.status_code == 400
     assert "1794 vectors for its 1797 images (3 image ids missing" in response.content.decode()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
-def test_features_with_nan_are_refused(client_as_owner, digits, tmp_path, session_media):
+def test_features_with_nan_are_refused(client_as_owner, digits, tmp_path, assert_nothing_stored):
     path = _digits_features(tmp_path, nan=True)
     response = post_submission(client_as_owner, "features.npz", path.read_bytes(), source="features")
 
     assert response.status_code == 400
     assert "contains NaN or infinite values" in response.content.decode()
-    assert_nothing_stored(session_media)
+    assert_nothing_stored()
 
 
 def test_valid_features_are_accepted(owner, digits, tmp_path):

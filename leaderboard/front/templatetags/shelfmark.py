@@ -20,7 +20,7 @@ def score(value):
     if value is None:
         return "—"
     text = f"{value:.2f}"
-    return text[:-1] if text.endswith("0") else text
+    return text.removesuffix("0")
 
 
 @register.filter
