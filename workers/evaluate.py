@@ -153,11 +153,8 @@ def run_evaluation(spec: EvaluationSpec, progress: Optional[ProgressCallback] = 
     timings: dict[str, float] = {}
     benchmark = get_benchmark(spec.benchmark)
     device = resolve_device(spec.device)
-
-    clock = time.perf_counter()
-    report(Progress("loading_model", message=f"reading {benchmark.name}"))
-    data = benchmark.load(spec.data_root)
-    timings["loading_data"] = time.perf_counter() - clock
+    if benchmark.needs_root and spec.data_root is None:
+        benchmark.load(None)   # raises the "needs --data ROOT" error before any model is built
 
     clock = time.perf_counter()
     report(Progress("loading_model", message=spec.model or str(spec.onnx or spec.features)))
@@ -168,6 +165,11 @@ def run_evaluation(spec: EvaluationSpec, progress: Optional[ProgressCallback] = 
     else:
         source = _ModelFeatures(spec, device, report)
     timings["loading_model"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report(Progress("loading_model", message=f"reading {benchmark.name}"))
+    data = benchmark.load(spec.data_root)
+    timings["loading_data"] = time.perf_counter() - clock
 
     if isinstance(data, ClassificationData):
         result, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings)

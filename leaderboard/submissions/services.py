@@ -160,7 +160,10 @@ def job_send(job_id: int) -> bool:
     if job is None:
         return False
     try:
-        evaluate_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False)
+        # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
+        with evaluate_job.app.connection_for_write() as connection:
+            evaluate_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False,
+                                     connection=connection)
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
         EvaluationJob.objects.filter(pk=job.pk).update(message="waiting for the broker")

@@ -1,4 +1,5 @@
 """The queue with a real Redis and a real Celery worker: crashes, broker outages, reruns, cancelling."""
+import json
 import os
 import signal
 import time
@@ -130,3 +131,19 @@ def test_cancelling_a_running_job_stops_it(worker, digits, make_user, tmp_path, 
     time.sleep(3)
     assert refreshed(job).status == "cancelled" and job.result is None
     assert not Result.objects.filter(method__name="Tiny conv (ONNX)").exists()
+
+
+def test_submit_command_waits_and_prints_one_json_line(worker, digits, make_user, features_npz, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    make_user("ada")
+    call_command("submit", "--user", "ada", "--model", "precomputed", "--features", str(features_npz),
+                 "--benchmark", "digits", "--wait", "--timeout", "120")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert 0.5 < line["score"] <= 1.0 and line["board_score"] == pytest.approx(line["score"] * 100)
+
+    with pytest.raises(CommandError, match="refused: .*not a built-in model"):
+        call_command("submit", "--user", "ada", "--model", "resnet18", "--benchmark", "digits", "--wait")

@@ -1,0 +1,121 @@
+"""Extraction throughput: end to end (JPEG decode + resize + forward, DataLoader pipeline) against
+model-only forward on pre-decoded tensors, and against a naive one-image-at-a-time loop.
+
+    python bench/extract.py [--device cpu|cuda] [--images 200] [--model efficientnet_lite0]
+                            [--batch-size 32] [--workers 2] [--threads N]
+
+Images: scikit-image's photos resized to typical photo sizes (about 500 x 375) and written as JPEG
+files, so decoding is real work. Goal on CPU: end-to-end >= 0.8 x model-only.
+Not a test: prints images/s and the two ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from workers.datasets.base import ImageRecord  # noqa: E402
+from workers.extract import extract_features, load_image, preprocess, resolve_device  # noqa: E402
+from workers.models import create_model  # noqa: E402
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field",
+          "immunohistochemistry", "retina", "clock", "cell")
+SIZES = ((500, 375), (375, 500), (640, 480), (480, 360), (512, 512))
+
+
+def write_jpegs(folder: Path, count: int) -> list[ImageRecord]:
+    import skimage.data
+
+    photos = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(skimage.data, name)())
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        photos.append(Image.fromarray(image[..., :3].astype(np.uint8)))
+    records = []
+    for i in range(count):
+        path = folder / f"{i:05d}.jpg"
+        photos[i % len(photos)].resize(SIZES[i % len(SIZES)], Image.BICUBIC).save(path, quality=90)
+        records.append(ImageRecord(id=path.stem, path=path))
+    return records
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads for the forward pass")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = create_model(args.model)
+    config = model.data_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        records = write_jpegs(Path(folder), args.images)
+        n = len(records)
+
+        # warm-up (allocator, cudnn autotune, first-call overheads)
+        extract_features(model, records[: args.batch_size], device=device, batch_size=args.batch_size, num_workers=0)
+
+        end_to_end = timed(lambda: extract_features(model, records, device=device, batch_size=args.batch_size,
+                                                    num_workers=args.workers))
+
+        # model only: the same images, decoded and normalised beforehand, same batches, same device path
+        tensors = torch.cat([preprocess(load_image(r), config) for r in records])
+        mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(config.std, device=device).view(1, 3, 1, 1) * 255
+        batches = [tensors[i:i + args.batch_size] for i in range(0, n, args.batch_size)]
+        if device == "cuda":
+            batches = [b.to(device) for b in batches]
+        net = model.to(device).to(memory_format=torch.channels_last)
+
+        def model_only():
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+                for batch in batches:
+                    x = ((batch.to(device).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+                    net(x).float().cpu()
+
+        forward = timed(model_only)
+
+        # naive: one image at a time, decode + preprocess + forward in the main process, no channels_last
+        def naive():
+            plain = model.to(memory_format=torch.contiguous_format)
+            with torch.inference_mode():
+                for record in records:
+                    x = (preprocess(load_image(record), config).to(device).float() - mean) / std
+                    plain(x).cpu()
+
+        one_by_one = timed(naive)
+
+    rates = {"end-to-end": n / end_to_end, "model-only": n / forward, "naive": n / one_by_one}
+    print(f"{args.model} on {device} ({torch.get_num_threads()} torch threads, {args.workers} loader workers, "
+          f"batch {args.batch_size}, {n} JPEGs)")
+    for name, rate in rates.items():
+        print(f"  {name:<11} {rate:8.1f} images/s")
+    print(f"  end-to-end / model-only = {rates['end-to-end'] / rates['model-only']:.2f}  (goal >= 0.8)")
+    print(f"  end-to-end / naive      = {rates['end-to-end'] / rates['naive']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
