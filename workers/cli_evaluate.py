@@ -72,12 +72,16 @@ class _ProgressBar:
         if progress.stage != self.stage or (self.bar is not None and progress.total and self.bar.total != progress.total):
             self.close()
             self.stage = progress.stage
-            self.bar = tqdm(total=progress.total or None, desc=progress.stage, file=sys.stderr, unit="img"
-                            if progress.stage == "extracting" else "it", leave=progress.stage == "extracting")
+            # the engine measures images/s itself; tqdm's own rate is wrong on the first big step
+            self.bar = tqdm(total=progress.total or None, desc=progress.stage, file=sys.stderr,
+                            leave=progress.stage == "extracting",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         if progress.total:
             self.bar.n = progress.done
-        if progress.message:
-            self.bar.set_postfix_str(progress.message, refresh=False)
+        postfix = [progress.message] if progress.message else []
+        if progress.images_per_second:
+            postfix.append(f"{progress.images_per_second:.1f} img/s")
+        self.bar.set_postfix_str(", ".join(postfix), refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

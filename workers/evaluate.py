@@ -66,13 +66,13 @@ class _ModelFeatures:
         from workers.extract import extract_features
 
         start = time.perf_counter()
-        calls = []
+        hits = self.cache.hits if self.cache else 0
         out = extract_features(
             self.model, records, device=self.device, batch_size=self.spec.batch_size,
             num_workers=self.spec.num_workers, jitter=jitter, cache=self.cache, dataset=dataset, split=split,
-            progress=lambda p: (calls.append(p), self.progress(p)),
+            progress=self.progress,
         )
-        if not (calls and "feature cache" in calls[-1].message):
+        if not self.cache or self.cache.hits == hits:   # extracted now, not read from the cache
             self.extract_seconds += time.perf_counter() - start
             self.images_extracted += len(records)
         return out

@@ -141,6 +141,7 @@ class FeatureCache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.hits = 0
 
     @staticmethod
     def key(dataset: str, split: str, settings: dict, ids: Sequence[str]) -> str:
@@ -199,6 +200,7 @@ def extract_features(
     if cache is not None:
         cached = cache.load(key, ids)
         if cached is not None:
+            cache.hits += 1
             if progress:
                 progress(Progress("extracting", len(ids), len(ids), 0.0, f"{split}: from the feature cache"))
             return cached

@@ -155,6 +155,9 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
     instance = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log", celery_app).start()
     yield instance
     instance.stop()
+    # Django removes the test database file but not SQLite's WAL companions.
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database['NAME']}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from submission_helpers import media_files
 
 from leaderboard.submissions.models import EvaluationJob, Submission
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 from leaderboard.submissions.validation import SubmissionRefused
-
-from submission_helpers import media_files
 
 
 class CreatesAFile:

@@ -6,12 +6,12 @@ import time
 import uuid
 
 import pytest
+from submission_helpers import wait_for
 
 from leaderboard.registry.models import Result
 from leaderboard.submissions import services
 from leaderboard.submissions.models import EvaluationJob
 from leaderboard.submissions.services import SubmissionRequest, submission_create
-from submission_helpers import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
