@@ -20,13 +20,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from workers.datasets.base import ImageRecord  # noqa: E402
-from workers.extract import extract_features, load_image, preprocess, resolve_device  # noqa: E402
-from workers.models import create_model  # noqa: E402
+from workers.datasets.base import ImageRecord
+from workers.extract import extract_features, load_image, preprocess, resolve_device
+from workers.models import create_model
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field",
           "immunohistochemistry", "retina", "clock", "cell")

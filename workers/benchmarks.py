@@ -13,16 +13,16 @@ ship, so the engine can be tried and tested with no download:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 
 from workers.contract import EngineError
 from workers.datasets.base import ClassificationData, ImageRecord, RetrievalData, RetrievalQuery
 
-Data = Union[ClassificationData, RetrievalData]
+Data = ClassificationData | RetrievalData
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Benchmark:
     needs_root: bool = True
     paper_multiclass: str = "ovr"   # what [1] used: "ovo" for MIT67, CUB, Flowers
 
-    def load(self, root: Optional[Path] = None, **options) -> Data:
+    def load(self, root: Path | None = None, **options) -> Data:
         if self.needs_root:
             if root is None:
                 raise EngineError(f"{self.name} needs --data ROOT, the folder its official archives were extracted into")
@@ -169,7 +169,7 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
-def availability(name: str, root: Optional[Path] = None) -> tuple[bool, str]:
+def availability(name: str, root: Path | None = None) -> tuple[bool, str]:
     """Whether the benchmark's data can be read now, and why not."""
     benchmark = get_benchmark(name)
     if not benchmark.needs_root:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class _ModelFeatures:
         return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model"}
 
     def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
-                 jitter: Optional[str]) -> np.ndarray:
+                 jitter: str | None) -> np.ndarray:
         from workers.extract import extract_features
 
         start = time.perf_counter()
@@ -120,7 +121,7 @@ class _PrecomputedFeatures:
                 "dim": dim, "layer": None, "pooling": None, "data_config": None}
 
     def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
-                 jitter: Optional[str]) -> np.ndarray:
+                 jitter: str | None) -> np.ndarray:
         keys = []
         for record in records:
             key = record.id
@@ -144,7 +145,7 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def run_evaluation(spec: EvaluationSpec, progress: Optional[ProgressCallback] = None) -> EvaluationResult:
+def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = None) -> EvaluationResult:
     """Evaluate `spec` end to end; raises EngineError for anything a user can fix."""
     from workers import provenance
     from workers.extract import resolve_device

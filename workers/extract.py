@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from workers.contract import EngineError, Progress, ProgressCallback
 from workers.datasets.base import ImageRecord
 from workers.models import DataConfig
 
+EXTRACTOR_VERSION = "1"   # bump when a change here alters features: it is part of every cache key
 JITTER_VIEWS = 10
 _JITTER_SCALE = 1.14
 _INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
@@ -66,14 +68,14 @@ def load_image(record: ImageRecord) -> Image.Image:
     image = image.convert("RGB")
     if record.box is not None:
         x1, y1, x2, y2 = record.box
-        image = image.crop((int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))))
+        image = image.crop((round(x1), round(y1), round(x2), round(y2)))
     return image
 
 
 def _resize_shorter(image: Image.Image, size: int, interpolation: int) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
-    new = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(new, interpolation) if new != image.size else image
 
 
@@ -96,7 +98,7 @@ def preprocess(image: Image.Image, config: DataConfig, jitter: bool = False) -> 
     size = config.input_size
     if not jitter:
         return _to_uint8_tensor(_crop(_resize_shorter(image, config.resize_size, interpolation), size, "cc"))[None]
-    resized = _resize_shorter(image, max(size, int(round(size * _JITTER_SCALE))), interpolation)
+    resized = _resize_shorter(image, max(size, round(size * _JITTER_SCALE)), interpolation)
     views = [_crop(resized, size, where) for where in ("cc", "tl", "tr", "bl", "br")]
     views += [view.transpose(Image.FLIP_LEFT_RIGHT) for view in views]
     return torch.stack([_to_uint8_tensor(view) for view in views])
@@ -121,11 +123,12 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)   # decoding is single-threaded PIL; leave the cores to the forward pass
 
 
-def pipeline_settings(model: FeatureExtractor, *, jitter: Optional[str]) -> dict:
+def pipeline_settings(model: FeatureExtractor, *, jitter: str | None) -> dict:
     """Everything about extraction that changes the features (the cache key, minus the images)."""
     describe = getattr(model, "describe", None)
     info = describe() if describe else {"data_config": model.data_config.to_dict()}
     return {
+        "extractor_version": EXTRACTOR_VERSION,
         "model_hash": model.model_hash,
         "layer": info.get("layer"),
         "pooling": info.get("pooling"),
@@ -155,7 +158,7 @@ class FeatureCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def load(self, key: str, ids: Sequence[str]) -> Optional[np.ndarray]:
+    def load(self, key: str, ids: Sequence[str]) -> np.ndarray | None:
         path = self.path(key)
         if not path.is_file():
             return None
@@ -182,9 +185,9 @@ def extract_features(
     device: str = "auto",
     batch_size: int = 32,
     num_workers: int = 2,
-    jitter: Optional[str] = None,
-    progress: Optional[ProgressCallback] = None,
-    cache: Optional[FeatureCache] = None,
+    jitter: str | None = None,
+    progress: ProgressCallback | None = None,
+    cache: FeatureCache | None = None,
     dataset: str = "",
     split: str = "",
 ) -> np.ndarray:

@@ -26,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import pickle
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class _Architecture:
     builder: Callable[[], nn.Module]
     data_config: DataConfig
     head: str                      # dotted path of the final classifier, replaced by Identity
-    builtin_weights: Optional[Callable[[], Path]] = None
+    builtin_weights: Callable[[], Path] | None = None
 
 
 def _torchvision(name: str) -> Callable[[], nn.Module]:
@@ -125,7 +125,7 @@ class FeatureModel(nn.Module):
     """A network cut at the feature layer: (N, 3, H, W) normalised batch -> (N, D) features."""
 
     def __init__(self, name: str, network: nn.Module, data_config: DataConfig, model_hash: str,
-                 weights_source: str, layer: Optional[str], pooling: str):
+                 weights_source: str, layer: str | None, pooling: str):
         super().__init__()
         self.name = name
         self.network = network
@@ -203,7 +203,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
         try:
             state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
+        except Exception as exc:  # noqa: BLE001 (safetensors raises its own, unexported error types)
             raise EngineError(f"{path.name}: not a readable safetensors file ({exc})") from None
     else:
         try:
@@ -225,7 +225,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights_into(network: nn.Module, state: dict[str, torch.Tensor], *, source: str,
-                      optional_prefix: Optional[str] = None) -> None:
+                      optional_prefix: str | None = None) -> None:
     """Strict load, with an error that names the first missing/unexpected keys and shape mismatches.
 
     Keys under `optional_prefix` (the classifier head, unused for penultimate features) may be absent.
@@ -268,8 +268,8 @@ def _architecture(name: str) -> _Architecture:
     return ARCHITECTURES[name]
 
 
-def create_model(name: str, *, weights: Optional[Path] = None, random_init: bool = False, seed: int = 0,
-                 layer: Optional[str] = None, pooling: str = "avg") -> FeatureModel:
+def create_model(name: str, *, weights: Path | None = None, random_init: bool = False, seed: int = 0,
+                 layer: str | None = None, pooling: str = "avg") -> FeatureModel:
     """Build `name` with its weights and cut it at `layer` (None = penultimate), in eval mode."""
     arch = _architecture(name)
     if pooling not in ("avg", "max"):
@@ -330,13 +330,13 @@ class OnnxFeatureModel:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's error types are not public)
             raise EngineError(f"{path.name}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name
         shape = list(spec.shape)
         size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else 224
-        self.data_config = DataConfig(input_size=size, resize_size=int(round(size / 0.875)))
+        self.data_config = DataConfig(input_size=size, resize_size=round(size / 0.875))
         self.name = f"onnx:{path.name}"
         self.model_hash = file_sha256(path)
         self.weights_source = path.name

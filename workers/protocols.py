@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ PROTOCOL_VERSION = "shelfmark-protocols/1.0"
 DEFAULT_C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-def postprocess(features: np.ndarray, *, power_norm: Optional[float] = None, l2: bool = True) -> np.ndarray:
+def postprocess(features: np.ndarray, *, power_norm: float | None = None, l2: bool = True) -> np.ndarray:
     """Signed power normalisation sign(x)|x|^p (when p is given), then L2 normalisation, on the last axis."""
     x = np.asarray(features, dtype=np.float32)
     if power_norm is not None:
@@ -60,7 +61,7 @@ class LinearSVMClassification:
 
     name = "linear_svm"
 
-    def __init__(self, svm_c: Optional[float] = None, c_grid: Sequence[float] = DEFAULT_C_GRID,
+    def __init__(self, svm_c: float | None = None, c_grid: Sequence[float] = DEFAULT_C_GRID,
                  cv_folds: int = 3, multiclass: str = "ovr", max_iter: int = 20000, random_state: int = 0):
         self.svm_c = svm_c
         self.c_grid = tuple(c_grid)
@@ -112,7 +113,7 @@ class LinearSVMClassification:
         return float(best), {str(c): s for c, s in scores.items()}
 
     def run(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-            classes: Sequence[str], *, multilabel: bool = False, train_groups: Optional[np.ndarray] = None
+            classes: Sequence[str], *, multilabel: bool = False, train_groups: np.ndarray | None = None
             ) -> ProtocolOutcome:
         """Fit on (train_x (n, D), train_y) and score test_x (m, D) against test_y.
 
@@ -159,7 +160,7 @@ class LinearSVMClassification:
                                {"scores": scores, "svm_c": np.array([chosen[str(n)] for n in classes])})
 
 
-def _pca_whitening(features: np.ndarray, dim: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+def _pca_whitening(features: np.ndarray, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
     mean = features.mean(axis=0)
     centred = features - mean
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
@@ -179,7 +180,7 @@ class CosineRetrieval:
 
     name = "cosine_retrieval"
 
-    def __init__(self, whitening: Optional[str] = None, whitening_dim: Optional[int] = None,
+    def __init__(self, whitening: str | None = None, whitening_dim: int | None = None,
                  chunk: int = 1024):
         if whitening not in (None, "pca"):
             raise EngineError(f"unknown whitening {whitening!r}: use pca or none")
@@ -187,14 +188,14 @@ class CosineRetrieval:
         self.whitening_dim = whitening_dim
         self.chunk = chunk
         self._mean = self._projection = None
-        self._fit_on: Optional[str] = None
+        self._fit_on: str | None = None
 
     def settings(self) -> dict[str, Any]:
         return {"protocol": self.name, "protocol_version": PROTOCOL_VERSION, "similarity": "cosine",
                 "whitening": self.whitening, "whitening_dim": self.whitening_dim,
                 "whitening_learned_on": self._fit_on}
 
-    def fit(self, features: np.ndarray, *, source: str = "") -> "CosineRetrieval":
+    def fit(self, features: np.ndarray, *, source: str = "") -> CosineRetrieval:
         """Learn the PCA whitening on `features` (n, D), a set disjoint from the benchmark."""
         if self.whitening == "pca":
             self._mean, self._projection = _pca_whitening(postprocess(features), self.whitening_dim)

@@ -11,14 +11,14 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("torch", "torchvision", "scikit-learn", "numpy", "scipy", "pillow", "onnxruntime",
              "efficientnet-lite-pytorch")
 
 
-def package_versions() -> dict[str, Optional[str]]:
+def package_versions() -> dict[str, str | None]:
     versions = {}
     for name in _PACKAGES:
         try:
@@ -64,7 +64,7 @@ def git_commit() -> str:
         return os.environ.get("SHELFMARK_GIT_COMMIT", "unknown")
 
 
-def collect(device: str, model: Optional[dict] = None, protocol_version: str = "") -> dict[str, Any]:
+def collect(device: str, model: dict | None = None, protocol_version: str = "") -> dict[str, Any]:
     return {
         "packages": package_versions(),
         "python": platform.python_version(),
@@ -72,5 +72,5 @@ def collect(device: str, model: Optional[dict] = None, protocol_version: str = "
         "model": model or {},
         "hardware": hardware(device),
         "git_commit": git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

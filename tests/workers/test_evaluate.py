@@ -14,10 +14,21 @@ from workers.contract import EngineError, EvaluationSpec
 from workers.evaluate import run_evaluation
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
-def feature_cache(tmp_path_factory) -> Path:
-    """One feature cache for the module: each (model, benchmark) is extracted once."""
-    return tmp_path_factory.mktemp("feature-cache")
+def feature_cache() -> Path:
+    """A feature cache kept between runs (var/ is git-ignored; SHELFMARK_TEST_FEATURE_CACHE moves it).
+
+    Entries are keyed by the weights' SHA-256, the pipeline settings, the extractor version and
+    the image ids, so a hit is the features this code would extract: the slow Lite0 runs on the
+    1,797 digits are paid once per machine (about 2.5 min on 2 idle cores), not on every run.
+    Extraction itself is tested in test_extract.py and by the skimage_holidays runs.
+    """
+    import os
+
+    return Path(os.environ.get("SHELFMARK_TEST_FEATURE_CACHE", REPO / "var" / "test-feature-cache"))
 
 
 @pytest.fixture(scope="module")

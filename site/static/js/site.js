@@ -80,7 +80,7 @@
     });
     var layout = baseLayout(width);
     var barRows = lines.reduce(function (sum, n) { return sum + (n > 1 ? 1.5 : 1); }, 0);
-    layout.height = Math.round((layout.showlegend ? 110 : 80) + 30 * barRows);
+    layout.height = Math.max(200, Math.round((layout.showlegend ? 110 : 80) + 30 * barRows));
     layout.bargap = 0.25;
     layout.yaxis = { categoryorder: "array", categoryarray: labels.slice().reverse(), automargin: true, ticks: "" };
     layout.xaxis = { title: { text: escapeLabel(chart.title + " (" + chart.unit + ")") }, rangemode: "tozero",
