@@ -30,8 +30,11 @@ from workers.contract import EngineError, Progress, ProgressCallback
 from workers.datasets.base import ImageRecord
 from workers.models import DataConfig
 
-EXTRACTOR_VERSION = "1"   # bump when a change here alters features: it is part of every cache key
+EXTRACTOR_VERSION = "2"   # bump when a change here alters features: it is part of every cache key
 JITTER_VIEWS = 10
+# On CPU, convnets run 2-3x faster per image in batches of a few images than of 32 (the working set
+# stays in cache: EfficientNet-Lite0 on 2 cores, 63 vs 22 images/s): loader batches are split.
+CPU_MICRO_BATCH = 4
 _JITTER_SCALE = 1.14
 _INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
@@ -220,6 +223,14 @@ def extract_features(
     return features
 
 
+def forward(model, images: torch.Tensor, *, on_cuda: bool) -> torch.Tensor:
+    """The model on a normalised batch: bf16 autocast on CUDA, CPU micro-batches in fp32."""
+    if on_cuda:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=isinstance(model, torch.nn.Module)):
+            return model(images)
+    return torch.cat([model(chunk) for chunk in images.split(CPU_MICRO_BATCH)])
+
+
 def _run(model, records, device, batch_size, num_workers, jitter, progress, split) -> np.ndarray:
     if not records:
         raise EngineError(f"no images to extract ({split or 'split'} is empty)")
@@ -247,8 +258,7 @@ def _run(model, records, device, batch_size, num_workers, jitter, progress, spli
             n, views = batch.shape[:2]
             images = batch.to(device, non_blocking=on_cuda).flatten(0, 1).float()
             images = ((images - mean) / std).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda and is_torch):
-                out = model(images)
+            out = forward(model, images, on_cuda=on_cuda)
             chunks.append(out.float().reshape(n, views, -1).cpu().numpy())
             done += n
             if progress:

@@ -13,7 +13,6 @@ from tests.workers.test_models import _global_average_pool_onnx
 from workers.contract import EngineError, EvaluationSpec
 from workers.evaluate import run_evaluation
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -105,6 +105,7 @@ class _Exploit:
         return (open, (self.target, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path):
     target = tmp_path / "pwned.txt"
     evil = tmp_path / "weights.pth"
