@@ -28,6 +28,7 @@ class EvaluationSpec:
     power_norm: Optional[float] = None   # signed power normalisation exponent (0.5 = signed sqrt)
     l2_normalize: bool = True
     svm_c: Optional[float] = None        # None = chosen by cross-validation on the training split
+    multiclass: str = "ovr"              # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers)
     batch_size: int = 32
     num_workers: int = 2
     cache_dir: Optional[Path] = None     # feature cache; None = no cache

@@ -225,8 +225,7 @@ def _partitions(data: ClassificationData) -> list[tuple[str, str]]:
 
 
 def _classification(spec, name, data: ClassificationData, source, report, timings) -> EvaluationResult:
-    multiclass = getattr(spec, "multiclass", None) or "ovr"
-    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
+    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=spec.multiclass)
     outcomes, first_arrays = [], None
     timings.setdefault("extracting", 0.0)
     timings.setdefault("training", 0.0)

@@ -137,12 +137,10 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
     from django.conf import settings
 
     database = settings.DATABASES["default"]
-    if not database["ENGINE"].endswith("sqlite3"):
-        pytest.skip("the worker fixture shares the SQLite test database file")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "leaderboard.settings",
-        "DATABASE_URL": f"sqlite:///{Path(database['NAME']).resolve()}",
+        "DATABASE_URL": _test_database_url(database),
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(session_media),
         "SHELFMARK_FEATURE_CACHE": str(feature_cache),
@@ -155,9 +153,27 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
     instance = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log", celery_app).start()
     yield instance
     instance.stop()
-    # Django removes the test database file but not SQLite's WAL companions.
-    for suffix in ("-wal", "-shm"):
-        Path(f"{database['NAME']}{suffix}").unlink(missing_ok=True)
+    if database["ENGINE"].endswith("sqlite3"):
+        # Django removes the test database file but not SQLite's WAL companions.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{database['NAME']}{suffix}").unlink(missing_ok=True)
+
+
+def _test_database_url(database: dict) -> str:
+    """A DATABASE_URL for the worker subprocess that names the test database pytest-django created
+    (a SQLite file, or PostgreSQL's test_<name>): the worker must see the rows the tests commit."""
+    from urllib.parse import quote
+
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(database['NAME']).resolve()}"
+    if not database["ENGINE"].endswith("postgresql"):
+        pytest.skip(f"no worker set-up for {database['ENGINE']}")
+    user = quote(database.get("USER") or "", safe="")
+    password = quote(database.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = database.get("HOST") or "127.0.0.1"
+    port = f":{database['PORT']}" if database.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{quote(database['NAME'], safe='')}"
 
 
 @pytest.fixture

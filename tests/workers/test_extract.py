@@ -116,3 +116,16 @@ def test_non_finite_features_are_refused():
 
     with pytest.raises(EngineError, match="NaN"):
         extract_features(NaNNet(), _records(2), device="cpu", num_workers=0)
+
+
+def test_large_jpegs_decode_in_draft_mode_no_smaller_than_the_resize(tmp_path):
+    from PIL import Image as PILImage
+
+    path = tmp_path / "big.jpg"
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (1600, 2400, 3), dtype=np.uint8)).save(path)
+    full = load_image(ImageRecord("big", path=path))
+    drafted = load_image(ImageRecord("big", path=path), draft_size=256)
+    assert full.size == (2400, 1600)
+    assert drafted.size == (600, 400)            # libjpeg's 1/4 scale: the smallest with both sides >= 256
+    boxed = load_image(ImageRecord("big", path=path, box=(0, 0, 100, 50)), draft_size=256)
+    assert boxed.size == (100, 50)               # a box is in full-resolution pixels: no draft

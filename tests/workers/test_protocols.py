@@ -125,3 +125,26 @@ def test_pca_whitening_needs_a_disjoint_fit():
     retrieval.fit(rng.normal(size=(50, 4)), source="held-out set")
     assert retrieval.rank(rng.normal(size=(5, 4)), rng.normal(size=(2, 4))).shape == (2, 5)
     assert retrieval.settings()["whitening_learned_on"] == "held-out set"
+
+
+def test_top_k_ranking_is_the_head_of_the_full_ranking():
+    rng = np.random.default_rng(3)
+    db = rng.normal(size=(50, 6))
+    db[7] = db[3]                      # an exact tie: database order decides
+    retrieval = CosineRetrieval(chunk=8)   # several chunks
+    full = retrieval.rank(db, db[:20])
+    head = retrieval.rank(db, db[:20], top_k=4)
+    assert head.shape == (20, 4)
+    np.testing.assert_array_equal(head, full[:, :4])
+
+
+def test_ukbench_score_from_the_top_4_matches_a_full_ranking_count():
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(6, 16))
+    features = np.repeat(centres, 4, axis=0) + 0.8 * rng.normal(size=(24, 16))
+    ids = [f"ukbench{i:05d}" for i in range(24)]
+    outcome = CosineRetrieval().run(features, ids, features, ids, [], "ukbench_ns")
+    full = CosineRetrieval().rank(features, features)
+    expected = np.mean([sum(1 for j in row[:4] if j // 4 == q // 4) for q, row in enumerate(full)])
+    assert outcome.score == pytest.approx(expected)
+    assert 0 < outcome.score < 4
