@@ -30,7 +30,7 @@ def _option_value(text: str, default: Any) -> Any:
         raise EngineError(f"option value {text!r} is not a boolean")
     if isinstance(default, (tuple, list)):
         return tuple(part for part in text.split(",") if part)
-    if isinstance(default, int) or default is None and text.lstrip("-").isdigit():
+    if isinstance(default, int) or (default is None and text.lstrip("-").isdigit()):
         try:
             return int(text)
         except ValueError:

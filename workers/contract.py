@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 
 @dataclass
@@ -15,24 +16,24 @@ class EvaluationSpec:
     """What to evaluate: one model (or precomputed features) on one benchmark."""
 
     benchmark: str                       # engine benchmark name: "digits", "skimage_holidays", "voc2007", ...
-    model: Optional[str] = None          # architecture name from the model registry ("efficientnet_lite0")
-    weights: Optional[Path] = None       # safetensors / state_dict file; None = the built-in weights
+    model: str | None = None          # architecture name from the model registry ("efficientnet_lite0")
+    weights: Path | None = None       # safetensors / state_dict file; None = the built-in weights
     random_init: bool = False
-    onnx: Optional[Path] = None          # an ONNX model file instead of model/weights
-    features: Optional[Path] = None      # precomputed features (.npz keyed by image id) instead of a model
-    data_root: Optional[Path] = None     # ROOT of the official distribution; demo benchmarks need none
+    onnx: Path | None = None          # an ONNX model file instead of model/weights
+    features: Path | None = None      # precomputed features (.npz keyed by image id) instead of a model
+    data_root: Path | None = None     # ROOT of the official distribution; demo benchmarks need none
     device: str = "auto"                 # auto | cpu | cuda
-    layer: Optional[str] = None          # None = penultimate
+    layer: str | None = None          # None = penultimate
     pooling: str = "avg"                 # avg | max, for convolutional maps
     jitter: bool = False
-    power_norm: Optional[float] = None   # signed power normalisation exponent (0.5 = signed sqrt)
+    power_norm: float | None = None   # signed power normalisation exponent (0.5 = signed sqrt)
     l2_normalize: bool = True
-    svm_c: Optional[float] = None        # None = chosen by cross-validation on the training split
+    svm_c: float | None = None        # None = chosen by cross-validation on the training split
     multiclass: str = "ovr"              # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers)
     batch_size: int = 32
     num_workers: int = 2
-    cache_dir: Optional[Path] = None     # feature cache; None = no cache
-    output_dir: Optional[Path] = None    # where the features/labels/splits of the result are written
+    cache_dir: Path | None = None     # feature cache; None = no cache
+    output_dir: Path | None = None    # where the features/labels/splits of the result are written
 
 
 @dataclass

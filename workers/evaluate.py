@@ -58,9 +58,12 @@ class _ModelFeatures:
         self.cache = FeatureCache(spec.cache_dir) if spec.cache_dir else None
         self.extract_seconds = 0.0
         self.images_extracted = 0
+        self.extraction: dict = {}   # the extractor's pipeline settings (decode: pil | nvjpeg), for provenance
 
     def describe(self) -> dict:
-        return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model"}
+        keys = ("extractor_version", "decode", "jpeg_decode")
+        extraction = {k: self.extraction[k] for k in keys if k in self.extraction}
+        return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model", "extraction": extraction}
 
     def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
                  jitter: str | None) -> np.ndarray:
@@ -71,7 +74,7 @@ class _ModelFeatures:
         out = extract_features(
             self.model, records, device=self.device, batch_size=self.spec.batch_size,
             num_workers=self.spec.num_workers, jitter=jitter, cache=self.cache, dataset=dataset, split=split,
-            progress=self.progress,
+            progress=self.progress, settings_out=self.extraction,
         )
         if not self.cache or self.cache.hits == hits:   # extracted now, not read from the cache
             self.extract_seconds += time.perf_counter() - start

@@ -203,7 +203,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
         try:
             state = load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 (safetensors raises its own, unexported error types)
+        except Exception as exc:
             raise EngineError(f"{path.name}: not a readable safetensors file ({exc})") from None
     else:
         try:
@@ -330,7 +330,7 @@ class OnnxFeatureModel:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # noqa: BLE001 (onnxruntime's error types are not public)
+        except Exception as exc:
             raise EngineError(f"{path.name}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from django import forms
+from django.conf import settings
 
 from leaderboard.registry.models import Dataset, Result
 
@@ -17,10 +18,14 @@ def benchmark_choices() -> list[tuple[str, str]]:
 
 
 class SubmissionForm(forms.Form):
-    model_name = forms.CharField(max_length=200, help_text="shown on the leaderboard")
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    paper_url = forms.URLField(label="Paper link", required=False, max_length=500, assume_scheme="https")
-    bibtex = forms.CharField(label="BibTeX", widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    model_name = forms.CharField(max_length=200, help_text="Shown on the leaderboard, e.g. “ResNet-50 (ImageNet-1k)”.",
+                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
+                                  help_text="Training data, layer used, anything a reader needs.")
+    paper_url = forms.URLField(label="Paper link", required=False, max_length=500, assume_scheme="https",
+                               widget=forms.URLInput(attrs={"placeholder": "https://arxiv.org/abs/…"}))
+    bibtex = forms.CharField(label="BibTeX", widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
+                             required=False)
     source = forms.ChoiceField(choices=Submission.Source.choices, widget=forms.RadioSelect,
                                initial=Submission.Source.BUILTIN)
     builtin_model = forms.ChoiceField(label="Built-in model", required=False)
@@ -39,6 +44,9 @@ class SubmissionForm(forms.Form):
         self.fields["builtin_model"].choices = [("", "—")] + [(m, m) for m in engine.builtin_models()]
         self.fields["architecture"].choices = [("", "—")] + [(m, m) for m in engine.architectures()]
         self.fields["benchmarks"].choices = benchmark_choices()
+        # Shown beside the file input; the form script also checks a chosen file against it before upload.
+        self.upload_limit = settings.SHELFMARK_MAX_UPLOAD_BYTES
+        self.fields["upload"].widget.attrs["data-max-bytes"] = str(self.upload_limit)
 
     def clean(self):
         data = super().clean()

@@ -105,6 +105,7 @@ def job_status(job: EvaluationJob, user) -> dict:
         status["result"] = {
             "score": job.result.score,
             "unit": metric.unit,
+            "metric": metric.name or metric.code,
             "engine_score": job.evaluation.get("score"),
             "board_url": job.dataset.get_absolute_url() if _has_url("dataset-detail") else "",
             "bundle_url": reverse("job-bundle", args=[job.pk]),

@@ -126,7 +126,7 @@ def check_onnx(path: Path) -> str:
     try:
         model = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors and checker errors have no common base
+    except Exception as exc:
         raise SubmissionRefused(f"The ONNX model is invalid: {_first_line(exc)}") from None
     if not model.graph.input or not model.graph.output:
         raise SubmissionRefused("The ONNX model has no input or no output.")

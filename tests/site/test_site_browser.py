@@ -1,5 +1,4 @@
 """One real browser walk (headless Chromium): home -> a dataset's candidates -> a reference; a chart draws."""
-import os
 from pathlib import Path
 
 import pytest
@@ -8,30 +7,12 @@ from snapshot_source import SNAPSHOT_DIR
 
 from leaderboard.registry.snapshot import load_snapshot
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM would otherwise refuse to run.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt install chromium)"),
 ]
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_home_candidates_reference_and_chart(live_server, browser, transactional_db):

@@ -1,22 +1,15 @@
 """The browsing pages fit a phone (390 px) and a desktop (1280 px): no sideways page scroll, readable charts."""
-import os
-from pathlib import Path
 
 import pytest
 from snapshot_source import SNAPSHOT_DIR
 
 from leaderboard.registry.snapshot import load_snapshot
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM would otherwise refuse to run.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
 PAGES = ["/", "/datasets/mit67/", "/datasets/ilsvrc2012_cls/", "/references/", "/overview/", "/api/docs/"]
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1280, "height": 900}
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt install chromium)"),
 ]
 
 # Pixels by which the page, or any .table-wrap box, is wider than what is shown.
@@ -34,19 +27,6 @@ CUT_LABELS = """(id) => {
     .map(t => t.textContent);
 }"""
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_pages_fit_phone_and_desktop(live_server, browser, transactional_db):

@@ -153,10 +153,22 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
     instance = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log", celery_app).start()
     yield instance
     instance.stop()
+    if database["ENGINE"].endswith("postgresql"):
+        _close_other_sessions(django_db_blocker)
     if database["ENGINE"].endswith("sqlite3"):
         # Django removes the test database file but not SQLite's WAL companions.
         for suffix in ("-wal", "-shm"):
             Path(f"{database['NAME']}{suffix}").unlink(missing_ok=True)
+
+
+def _close_other_sessions(django_db_blocker) -> None:
+    """End the sessions that worker and `submit` subprocesses left open (a SIGKILLed pool child
+    never closes its connection), so pytest-django can drop the PostgreSQL test database."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 def _test_database_url(database: dict) -> str:

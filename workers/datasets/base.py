@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -24,9 +23,9 @@ class ImageRecord:
     """One image. Exactly one of `path` (a file) and `pixels` (H x W x 3 uint8, demo sets) is set."""
 
     id: str
-    path: Optional[Path] = None
-    pixels: Optional[np.ndarray] = None
-    box: Optional[tuple[float, float, float, float]] = None   # x1, y1, x2, y2 crop, where the protocol gives one
+    path: Path | None = None
+    pixels: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None   # x1, y1, x2, y2 crop, where the protocol gives one
 
 
 @dataclass
@@ -53,7 +52,7 @@ class RetrievalQuery:
     good: list[str] = field(default_factory=list)
     ok: list[str] = field(default_factory=list)
     junk: list[str] = field(default_factory=list)
-    name: Optional[str] = None    # the protocol's own name for the query ("all_souls_1"), where it has one
+    name: str | None = None    # the protocol's own name for the query ("all_souls_1"), where it has one
 
 
 @dataclass
