@@ -2,6 +2,7 @@
 
 SQLite in the project folder and a local Redis by default; PostgreSQL through DATABASE_URL.
 """
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -99,10 +100,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "site" / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
-try:  # whitenoise warns on every request when STATIC_ROOT is absent (before collectstatic)
+# whitenoise warns on every request when STATIC_ROOT is absent (before collectstatic)
+with contextlib.suppress(OSError):
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError:
-    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -38,7 +38,8 @@ class Benchmark:
     def load(self, root: Path | None = None, **options) -> Data:
         if self.needs_root:
             if root is None:
-                raise EngineError(f"{self.name} needs --data ROOT, the folder its official archives were extracted into")
+                raise EngineError(f"{self.name} needs --data ROOT, "
+                                  "the folder its official archives were extracted into")
             return self.loader(root, **options)
         return self.loader(**options)
 

@@ -72,7 +72,8 @@ class _ProgressBar:
             return
         from tqdm import tqdm
 
-        if progress.stage != self.stage or (self.bar is not None and progress.total and self.bar.total != progress.total):
+        total_changed = self.bar is not None and progress.total and self.bar.total != progress.total
+        if progress.stage != self.stage or total_changed:
             self.close()
             self.stage = progress.stage
             # the engine measures images/s itself; tqdm's own rate is wrong on the first big step

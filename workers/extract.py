@@ -5,10 +5,10 @@ Two decode pipelines, chosen by `extract_features(decode=...)`:
           side) and centre-cropped in worker processes with PIL, and travel as uint8 tensors.
   "gpu":  workers only read the files' bytes; the main process decodes each batch of plain JPEGs on
           the extraction device (batched nvjpeg on CUDA; libjpeg-turbo on CPU, which is how the path
-          is tested without a GPU) and resizes and crops there with antialiased interpolation. A
-          16-core machine decodes ~500 photos/s with PIL, a GPU model runs ~17,000/s: this keeps
-          the GPU fed. Boxes, non-JPEG files and JPEGs nvjpeg can't read (CMYK, 12-bit,
-          arithmetic-coded, corrupt) take the PIL path, image by image.
+          is tested without a GPU) and resizes and crops there with antialiased interpolation.
+          Meant to feed a GPU that runs a model at ~17,000 images/s where PIL workers decode ~1,000/s;
+          measured slower than PIL so far (see AUTO_DEVICE_DECODE). Boxes, non-JPEG files and JPEGs
+          nvjpeg can't read (CMYK, 12-bit, arithmetic-coded, corrupt) take the PIL path, image by image.
   "auto" (the default) is "pil" for now: see AUTO_DEVICE_DECODE for the measurement that says so.
 The two resize differently (within a few grey levels), so the pipeline is part of the settings:
 of the feature cache key and of the recorded provenance.

@@ -53,13 +53,15 @@ def hardware(device: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The engine's commit (`git rev-parse HEAD`), or SHELFMARK_GIT_COMMIT, or "unknown"."""
+    """The engine's commit (`git rev-parse HEAD`, "+dirty" with local changes), else SHELFMARK_GIT_COMMIT."""
     import os
 
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=5, check=True)
-        return out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")   # uncommitted changes: not reproducible
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SHELFMARK_GIT_COMMIT", "unknown")
 

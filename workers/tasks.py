@@ -7,16 +7,15 @@ the services make the second run a no-op once a Result exists.
 """
 from __future__ import annotations
 
-import functools
 import logging
-import subprocess
 import time
 import traceback
-from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
+
+from workers.provenance import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +31,14 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, BrokerUnavailable, DatabaseUnavailable, OSError)
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """The git commit of the running code ("unknown" outside a checkout)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def hardware_name(device: str = "auto") -> str:
     import torch
 
     if device != "cpu" and torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    import platform
+    from workers.provenance import cpu_model
 
-    return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"CPU: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 @shared_task(bind=True, name="shelfmark.evaluate_job", max_retries=3, acks_late=True, reject_on_worker_lost=True)
@@ -68,7 +53,7 @@ def evaluate_job(self, job_id: int) -> str:
     try:
         job = services.job_begin(job_id, hardware=hardware_name())
     except transient as exc:
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
     if job is None:
         return "already finished"
     started = time.monotonic()
@@ -85,7 +70,7 @@ def evaluate_job(self, job_id: int) -> str:
     except transient as exc:
         if self.request.retries < self.max_retries:
             services.job_note(job_id, f"transient error, retrying: {exc}")
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
         services.job_fail(job_id, f"The evaluation failed after {self.max_retries} retries: {exc}",
                           traceback.format_exc())
         return "failed"
@@ -93,7 +78,7 @@ def evaluate_job(self, job_id: int) -> str:
         log.exception("job %s: unexpected error", job_id)
         services.job_fail(job_id, INTERNAL_ERROR, traceback.format_exc())
         return "failed"
-    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started, code_version=code_version())
+    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started, code_version=git_commit())
     return "done"
 
 

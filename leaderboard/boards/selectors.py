@@ -36,7 +36,9 @@ def version_entries(version: LeaderboardVersion) -> list[LeaderboardEntry]:
 
 def _entry_key(entry: LeaderboardEntry):
     """The same row across versions: the live result it froze, else its name, kind and paper."""
-    return ("result", entry.result_id) if entry.result_id else ("row", entry.method_name, entry.kind, entry.reference_key)
+    if entry.result_id:
+        return ("result", entry.result_id)
+    return ("row", entry.method_name, entry.kind, entry.reference_key)
 
 
 @dataclass

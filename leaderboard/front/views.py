@@ -48,7 +48,7 @@ def _dataset_or_404(slug):
     try:
         return selectors.dataset_for_page(slug)
     except Dataset.DoesNotExist:
-        raise Http404(f"No dataset {slug!r}")
+        raise Http404(f"No dataset {slug!r}") from None
 
 
 def _chart(dataset, rows):

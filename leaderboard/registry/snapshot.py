@@ -110,16 +110,16 @@ def read_yaml(path: Path) -> dict:
         with open(path, encoding="utf-8") as handle:
             return yaml.load(handle, Loader=SafeLoader) or {}
     except FileNotFoundError:
-        raise SnapshotError(f"{path} not found")
+        raise SnapshotError(f"{path} not found") from None
     except yaml.YAMLError as error:
-        raise SnapshotError(f"{path} is not valid YAML: {error}")
+        raise SnapshotError(f"{path} is not valid YAML: {error}") from error
 
 
 def read_bib(path: Path) -> BibDatabase:
     try:
         stat = Path(path).stat()
     except FileNotFoundError:
-        raise SnapshotError(f"{path} not found")
+        raise SnapshotError(f"{path} not found") from None
     return _parse_bib(str(path), stat.st_mtime_ns, stat.st_size)
 
 

@@ -52,7 +52,8 @@ class ApiTests(TestCase):
         self.assertNotIn("private draft", [r["method"] for r in everything["results"]])
 
         by_dataset = self.get("/api/results/", dataset="holidays", kind="off_the_shelf")["results"]
-        expected = [r for r in self.source["results"] if r["dataset"] == "holidays" and r["kind"] == "off-the-shelf CNN"]
+        expected = [r for r in self.source["results"]
+                    if r["dataset"] == "holidays" and r["kind"] == "off-the-shelf CNN"]
         self.assertEqual(len(by_dataset), len(expected))
         self.assertEqual({r["dataset"] for r in by_dataset}, {"holidays"})
 

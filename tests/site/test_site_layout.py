@@ -33,8 +33,8 @@ def test_pages_fit_phone_and_desktop(live_server, browser, transactional_db):
     load_snapshot(SNAPSHOT_DIR)
     for viewport in (PHONE, DESKTOP):
         page = browser.new_page(viewport=viewport)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        errors: list[str] = []
+        page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
         for path in PAGES:
             page.goto(f"{live_server.url}{path}")
             assert page.evaluate(OVERFLOW) == {"page": 0, "tables": 0}, (path, viewport)

@@ -158,7 +158,8 @@ class DatasetPageTests(SnapshotPages):
         response = self.client.get("/datasets/voc2007_cls/")
         self.assertEqual(response.status_code, 200)
         content = response.content.decode()
-        ranks = [float(s) for s in re.findall(r'<a class="cell-score"[^>]*>([\d.]+)</a>|<span class="cell-score">([\d.]+)</span>', content) for s in s if s]
+        cells = re.findall(r'<a class="cell-score"[^>]*>([\d.]+)</a>|<span class="cell-score">([\d.]+)</span>', content)
+        ranks = [float(s) for s in cells for s in s if s]
         self.assertEqual(ranks, sorted(ranks, reverse=True))
         self.assertEqual(len(ranks), 9)  # 8 snapshot rows + the public evaluated one
         self.assertContains(response, "evaluated by Shelfmark")

@@ -7,6 +7,7 @@ pytest the test database is a file) and at this session's MEDIA_ROOT and feature
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,10 +50,8 @@ def redis_url():
     pid = server.pid
     yield url
     server.shutdown()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +95,7 @@ class Worker:
         self.process = None
 
     def start(self, timeout: float = 60):
-        self.log = open(self.log_path, "ab")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 -- open for the worker's lifetime, closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", "cpu,gpu", "-c", "1",
              "--pool", "prefork", "-n", f"shelfmark-test-{os.getpid()}@%h", "--without-gossip",
@@ -106,7 +105,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.process.returncode}): {self.log_path.read_text()[-3000:]}")
+                log = self.log_path.read_text()[-3000:]
+                raise RuntimeError(f"the worker exited ({self.process.returncode}): {log}")
             if self.app.control.ping(destination=[self.name], timeout=0.5):
                 return self
         raise RuntimeError(f"the worker did not answer within {timeout}s: {self.log_path.read_text()[-3000:]}")
@@ -197,7 +197,8 @@ def digits(db):
     family = TaskFamily.objects.create(slug="demo", name="Demo benchmarks", order=99)
     metric = Metric.objects.create(code="mean_class_accuracy", name="mean class accuracy", unit="%", engine_scale=100)
     dataset = Dataset.objects.create(slug="digits", name="Digits (demo)", task_family=family, metric=metric,
-                                     engine_benchmark="digits", is_demo=True, protocol_version="shelfmark-protocols/1.0")
+                                     engine_benchmark="digits", is_demo=True,
+                                     protocol_version="shelfmark-protocols/1.0")
     baseline = Method.objects.create(name="Pixels + linear SVM (baseline)")
     Result.objects.create(dataset=dataset, method=baseline, score=90.0, metric=metric, kind=Result.Kind.NON_CNN,
                           origin=Result.Origin.REPORTED)

@@ -186,7 +186,8 @@ def test_an_onnx_graph_is_checked(owner, digits, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(good.read_bytes()[:40])
 
-    request = dict(owner=owner, model_name="Tiny ONNX", source="onnx", benchmarks=["digits"], keep_upload=True)
+    request = {"owner": owner, "model_name": "Tiny ONNX", "source": "onnx", "benchmarks": ["digits"],
+               "keep_upload": True}
     assert submission_create(SubmissionRequest(upload=good, **request)).upload_format == "onnx"
     with pytest.raises(SubmissionRefused, match="ONNX"):
         submission_create(SubmissionRequest(upload=broken, **request))

@@ -143,7 +143,8 @@ def make_cub200_2011(root: Path, n_classes: int = 3, n_train: int = 2, n_test: i
     return replica
 
 
-def make_flowers102(root: Path, n_classes: int = 3, per_class: tuple[int, int, int] = (2, 1, 2), size: int = 8) -> Replica:
+def make_flowers102(root: Path, n_classes: int = 3, per_class: tuple[int, int, int] = (2, 1, 2),
+                    size: int = 8) -> Replica:
     """jpg/image_NNNNN.jpg with imagelabels.mat (`labels`, 1 x n, 1-based classes) and setid.mat
     (`trnid`, `valid`, `tstid`, 1 x k, 1-based image numbers), as scipy writes MATLAB files."""
     root = Path(root)
@@ -266,10 +267,10 @@ def _landmark_replica(
     replica = Replica(root=root)
     gt_dir.mkdir(parents=True, exist_ok=True)
     ground_truth = {}
-    for l, landmark in enumerate(landmarks):
+    for index, landmark in enumerate(landmarks):
         names = [f"{prefix}{landmark}_{k:06d}" for k in range(per_landmark)]
         for k, name in enumerate(names):
-            write_jpeg(image_dir_for(landmark) / f"{name}.jpg", l, size, seed=k)
+            write_jpeg(image_dir_for(landmark) / f"{name}.jpg", index, size, seed=k)
         for q in range(1, queries_per_landmark + 1):
             query = names[q - 1]
             others = [n for n in names if n != query]

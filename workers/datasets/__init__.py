@@ -97,7 +97,8 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> Dataset:
     reader = _reader(name)
     unknown = sorted(set(options) - set(reader_options(name)))
     if unknown:
-        raise DatasetError(f"{name}: unknown option '{unknown[0]}' (options: {', '.join(reader_options(name)) or 'none'})")
+        options = ", ".join(reader_options(name)) or "none"
+        raise DatasetError(f"{name}: unknown option '{unknown[0]}' (options: {options})")
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{name}: {root} not found")

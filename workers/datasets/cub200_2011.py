@@ -33,8 +33,9 @@ def load(root: Path) -> ClassificationData:
     class_rows = read_fields(NAME, base / "classes.txt", 2, (int, str))
     classes = [name for _, name in sorted(class_rows)]
     class_ids = {number for number, _ in class_rows}
-    labels = _by_id(base / "image_class_labels.txt", read_fields(NAME, base / "image_class_labels.txt", 2, (int, int)), ids)
-    is_train = _by_id(base / "train_test_split.txt", read_fields(NAME, base / "train_test_split.txt", 2, (int, int)), ids)
+    labels_file, split_file = base / "image_class_labels.txt", base / "train_test_split.txt"
+    labels = _by_id(labels_file, read_fields(NAME, labels_file, 2, (int, int)), ids)
+    is_train = _by_id(split_file, read_fields(NAME, split_file, 2, (int, int)), ids)
     boxes = _by_id(
         base / "bounding_boxes.txt",
         read_fields(NAME, base / "bounding_boxes.txt", 5, (int, float, float, float, float)),

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         try:
             report = load_snapshot(Path(options["dir"]))
         except SnapshotError as error:
-            raise CommandError(f"snapshot not loaded, nothing written: {error}")
+            raise CommandError(f"snapshot not loaded, nothing written: {error}") from error
         if report.changed_anything:
             self.stdout.write(self.style.SUCCESS(f"Snapshot loaded: {report.summary()}."))
         else:
