@@ -36,8 +36,9 @@ class SubmissionForm(forms.Form):
         help_text="weights (safetensors or a torch.save state_dict), an ONNX model, or features (.npz keyed by image id)",
     )
     kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
-                             help_text="for ONNX models and precomputed features")
-    benchmarks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+                             help_text="Which column of the boards the result joins.")
+    benchmarks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple,
+                                           help_text="Each one becomes a job, run with that benchmark's official protocol.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -53,7 +53,7 @@
     var extracting = job.stage === "extracting";
     el.querySelector(".job-progress").value = job.percent;
     setText(el, ".job-percent", job.percent + "%");
-    setText(el, ".job-stage", job.stage_label);
+    setText(el, ".job-stage", job.stage_label || (job.status === "queued" ? "waiting for a worker" : ""));
     setText(el, ".job-split", extracting && job.message ? "(" + job.message + ")" : "");
     setText(el, ".job-counts", job.total && job.stage !== "done" ? job.done + "/" + job.total : "");
     setText(el, ".job-speed", extracting && job.images_per_second ? job.images_per_second + " images/s" : "");
