@@ -155,7 +155,8 @@ def main() -> None:
             plain = model.to(memory_format=torch.contiguous_format)
             with torch.inference_mode():
                 for record in naive_records:
-                    x = (preprocess(load_image(record, decode_size(config, False)), config).to(device).float() - mean) / std
+                    image = load_image(record, decode_size(config, False))
+                    x = (preprocess(image, config).to(device).float() - mean) / std
                     plain(x).cpu()
 
         naive_seconds = timed(naive)

@@ -33,7 +33,7 @@ class SubmissionForm(forms.Form):
     architecture = forms.ChoiceField(label="Architecture (for a weights file)", required=False)
     upload = forms.FileField(
         label="File", required=False,
-        help_text="weights (safetensors or a torch.save state_dict), an ONNX model, or features (.npz keyed by image id)",
+        help_text="Weights (safetensors or a torch.save state_dict), an ONNX model, or features (.npz keyed by image id).",
     )
     kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
                              help_text="Which column of the boards the result joins.")
