@@ -146,8 +146,8 @@ def preprocess(image: Image.Image, config: DataConfig, jitter: bool = False) -> 
     return torch.stack([_to_uint8_tensor(view) for view in views])
 
 
-class ImageViews(torch.utils.data.Dataset):
-    """The records as uint8 view stacks; runs in DataLoader workers."""
+class _Records(torch.utils.data.Dataset):
+    """The records and the preprocessing they get; subclasses say what a worker returns per record."""
 
     def __init__(self, records: Sequence[ImageRecord], config: DataConfig, jitter: bool):
         self.records = list(records)
@@ -156,6 +156,10 @@ class ImageViews(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class ImageViews(_Records):
+    """The records as uint8 view stacks; runs in DataLoader workers."""
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return preprocess(load_image(self.records[index], draft_size=decode_size(self.config, self.jitter)),
@@ -256,16 +260,8 @@ def device_decodable(data: bytes) -> bool:
     return frame is not None and frame[0] in _DEVICE_JPEG_FRAMES and frame[1] == 8 and frame[2] in (1, 3)
 
 
-class EncodedImages(torch.utils.data.Dataset):
+class EncodedImages(_Records):
     """Runs in DataLoader workers: plain JPEG files as their bytes, anything else as PIL-path views."""
-
-    def __init__(self, records: Sequence[ImageRecord], config: DataConfig, jitter: bool):
-        self.records = list(records)
-        self.config = config
-        self.jitter = jitter
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> bytes | torch.Tensor:
         record = self.records[index]

@@ -33,12 +33,15 @@ class SubmissionForm(forms.Form):
     architecture = forms.ChoiceField(label="Architecture (for a weights file)", required=False)
     upload = forms.FileField(
         label="File", required=False,
-        help_text="Weights (safetensors or a torch.save state_dict), an ONNX model, or features (.npz keyed by image id).",
+        help_text="Weights (safetensors or a torch.save state_dict), an ONNX model, "
+                  "or features (.npz keyed by image id).",
     )
     kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
                              help_text="Which column of the boards the result joins.")
-    benchmarks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple,
-                                           help_text="Each one becomes a job, run with that benchmark's official protocol.")
+    benchmarks = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Each one becomes a job, run with that benchmark's official protocol.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
