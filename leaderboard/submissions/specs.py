@@ -1,6 +1,8 @@
 """Turns a job row into the engine's `EvaluationSpec` (the only bridge from the DB to the engine)."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -16,6 +18,15 @@ def job_output_dir(job: EvaluationJob) -> Path:
     return Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk)
 
 
+def loader_workers() -> int:
+    """DataLoader worker processes for this process: none in a Celery prefork child (a daemon
+    process may not start children), else up to 8 (a `--pool solo` or `threads` GPU worker,
+    where decoding in parallel is what keeps the GPU fed)."""
+    if multiprocessing.current_process().daemon:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
 def job_spec(job: EvaluationJob) -> EvaluationSpec:
     submission = job.submission
     upload = Path(settings.MEDIA_ROOT) / submission.upload if submission.upload else None
@@ -24,8 +35,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         data_root=engine.data_root(job.benchmark),
         cache_dir=Path(settings.SHELFMARK_FEATURE_CACHE),
         output_dir=job_output_dir(job),
-        # A Celery prefork child is a daemon process and may not start DataLoader workers.
-        num_workers=0,
+        num_workers=loader_workers(),
     )
     if submission.source == Submission.Source.BUILTIN:
         spec.model, spec.random_init = submission.architecture, submission.random_init
