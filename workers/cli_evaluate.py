@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--power-norm", type=float, help="signed power normalisation exponent (0.5 = sqrt)")
     evaluate.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of the features")
     evaluate.add_argument("--svm-c", type=float, help="fixed SVM C (default: cross-validated)")
+    evaluate.add_argument("--whitening-benchmark", metavar="NAME",
+                          help="retrieval: learn PCA whitening on this other benchmark (e.g. paris6k for oxford5k)")
+    evaluate.add_argument("--whitening-data", type=Path, metavar="ROOT", help="that benchmark's ROOT")
+    evaluate.add_argument("--whitening-dim", type=int, metavar="N", help="PCA components kept (default: all)")
     evaluate.add_argument("--multiclass", default="ovr", choices=("ovr", "ovo"),
                           help="one-vs-rest (default) or one-vs-one with voting, as [1] on MIT67/CUB/Flowers")
     evaluate.add_argument("--batch-size", type=int, default=32)
@@ -54,7 +58,8 @@ def spec_from_args(args: argparse.Namespace):
         onnx=args.onnx, features=args.features, data_root=args.data, device=args.device, layer=args.layer,
         pooling=args.pooling, jitter=args.jitter, power_norm=args.power_norm, l2_normalize=not args.no_l2,
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
-        cache_dir=args.cache,
+        cache_dir=args.cache, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
+        whitening_dim=args.whitening_dim,
         output_dir=args.output_dir,
     )
 

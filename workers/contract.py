@@ -30,6 +30,10 @@ class EvaluationSpec:
     l2_normalize: bool = True
     svm_c: float | None = None        # None = chosen by cross-validation on the training split
     multiclass: str = "ovr"              # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers)
+    # retrieval: PCA whitening learned on another (disjoint) benchmark's database, e.g. Paris for Oxford
+    whitening_benchmark: str | None = None
+    whitening_data: Path | None = None # that benchmark's ROOT, where it needs one
+    whitening_dim: int | None = None   # PCA components kept (None = all)
     batch_size: int = 32
     num_workers: int = 2
     cache_dir: Path | None = None     # feature cache; None = no cache

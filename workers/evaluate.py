@@ -305,13 +305,15 @@ def _retrieval(spec, name, data: RetrievalData, source, report, timings) -> Eval
         query_x[to_extract] = extracted
     timings["extracting"] = time.perf_counter() - clock
 
+    protocol = _retrieval_protocol(spec, name, source, timings)
     clock = time.perf_counter()
     report(Progress("scoring", 0, len(data.queries), message=data.metric))
-    protocol = CosineRetrieval()
     database_x, query_x = _finish_features(spec, database_x), _finish_features(spec, query_x)
     query_ids = [q.image.id for q in data.queries]
     outcome = protocol.run(database_x, [r.id for r in data.database], query_x, query_ids, data.queries,
                            data.metric)
+    if protocol.whitening:   # store the whitened features, so reproduce.py needs no PCA
+        database_x, query_x = protocol.project(database_x), protocol.project(query_x)
     settings = {**outcome.settings, "queries": len(data.queries), "database_images": len(data.database),
                 "query_crop": "box" if any(q.image.box for q in data.queries) else "none"}
     result = EvaluationResult(benchmark=name, metric=data.metric, score=outcome.score,
@@ -324,6 +326,23 @@ def _retrieval(spec, name, data: RetrievalData, source, report, timings) -> Eval
         "query_names": np.asarray([q.name or q.id for q in data.queries]),
         "ground_truth": np.asarray(json.dumps(ground_truth)),
     }
+
+
+def _retrieval_protocol(spec, name: str, source, timings) -> CosineRetrieval:
+    """Cosine ranking, with PCA whitening learned on another benchmark's database when asked."""
+    if not spec.whitening_benchmark:
+        return CosineRetrieval()
+    if spec.whitening_benchmark == name:
+        raise EngineError(f"whitening must be learned on a set disjoint from {name}: name another benchmark")
+    clock = time.perf_counter()
+    other = get_benchmark(spec.whitening_benchmark)
+    data = other.load(spec.whitening_data)
+    records = data.database if isinstance(data, RetrievalData) else data.splits[data.train_split]
+    features = _finish_features(spec, source.features(records, dataset=other.name, split="whitening",
+                                                      jitter="average" if spec.jitter else None))
+    timings["whitening"] = time.perf_counter() - clock
+    return CosineRetrieval(whitening="pca", whitening_dim=spec.whitening_dim).fit(
+        features, source=f"{other.name} ({len(records)} images)")
 
 
 def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict) -> None:

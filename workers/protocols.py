@@ -202,13 +202,22 @@ class CosineRetrieval:
             self._fit_on = source or f"{len(features)} images"
         return self
 
-    def _embed(self, features: np.ndarray) -> np.ndarray:
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Post-processed features, whitened when fitted, before the final L2 normalisation.
+
+        What a reproduction bundle stores: L2-normalising these gives exactly what is ranked.
+        """
         x = postprocess(features)
         if self.whitening == "pca":
             if self._projection is None:
                 raise EngineError("PCA whitening needs fit() on a disjoint set first")
-            x = postprocess((x - self._mean) @ self._projection)
+            x = ((x - self._mean) @ self._projection).astype(np.float32)
         return x
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """The features as ranked: post-processed, then whitened and re-normalised when fitted."""
+        x = self.project(features)
+        return postprocess(x) if self.whitening == "pca" else x
 
     def rank(self, database: np.ndarray, queries: np.ndarray, top_k: int | None = None) -> np.ndarray:
         """(n_queries, n_database or top_k) database indices, most similar first (ties keep database order).
@@ -216,8 +225,8 @@ class CosineRetrieval:
         `top_k` keeps only the head of each ranking (UKBench reads 4 of 10,200), so memory stays
         one chunk of similarities instead of a full n x n ranking.
         """
-        db = self._embed(database)
-        q = self._embed(queries)
+        db = self.embed(database)
+        q = self.embed(queries)
         width = len(db) if top_k is None else min(top_k, len(db))
         order = np.empty((len(q), width), dtype=np.int32 if len(db) < 2**31 else np.int64)
         for start in range(0, len(q), self.chunk):

@@ -87,3 +87,27 @@ def test_a_tampered_bundle_is_refused(tmp_path):
                          timeout=300, check=False)
     assert run.returncode != 0
     assert "checksum mismatch: protocol.json" in run.stderr
+
+
+def test_pca_whitening_is_learned_on_another_benchmark_and_its_bundle_reproduces(tmp_path):
+    from replicas import make_ukbench
+
+    make_ukbench(tmp_path / "ukbench", groups=4)
+    spec = EvaluationSpec(benchmark="skimage_holidays", model="efficientnet_lite0", random_init=True,
+                          num_workers=0, output_dir=tmp_path / "out", whitening_benchmark="ukbench",
+                          whitening_data=tmp_path / "ukbench", whitening_dim=8)
+    result = run_evaluation(spec)
+    assert result.protocol["whitening"] == "pca"
+    assert result.protocol["whitening_learned_on"] == "ukbench (16 images)"
+    with np.load(result.artifacts["features.npz"]) as stored:
+        assert stored["database_features"].shape[1] == 8        # stored as ranked: whitened
+    assert _bundle_and_reproduce(result, tmp_path)["match"] is True
+
+
+def test_whitening_on_the_benchmark_itself_is_refused():
+    from workers.contract import EngineError
+
+    spec = EvaluationSpec(benchmark="skimage_holidays", model="efficientnet_lite0", random_init=True,
+                          num_workers=0, whitening_benchmark="skimage_holidays")
+    with pytest.raises(EngineError, match="disjoint"):
+        run_evaluation(spec)
