@@ -1,7 +1,8 @@
 """Streaming upload handling: files go to a temporary file on disk and the upload stops past the limit.
 
 Django's `TemporaryFileUploadHandler` already streams to disk; this one also counts the bytes and
-aborts as soon as a file passes settings.SHELFMARK_MAX_UPLOAD_BYTES, so an oversized upload never
+aborts as soon as the files of one request pass settings.SHELFMARK_MAX_UPLOAD_BYTES together (not
+each: a request may carry up to DATA_UPLOAD_MAX_NUMBER_FILES files), so an oversized upload never
 fills the disk either. The view reads `request.upload_refusal` to say why the file is missing.
 """
 from django.conf import settings
@@ -18,10 +19,6 @@ class SizeLimitedUploadHandler(TemporaryFileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         self.request.upload_refusal = None
         # let the multipart parser run, chunk by chunk
-
-    def new_file(self, *args, **kwargs):
-        self.received = 0
-        super().new_file(*args, **kwargs)
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)

@@ -28,6 +28,8 @@ ONNX = "onnx"
 NPZ = "npz"
 
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+MAX_FEATURE_DIM = 16384     # values per precomputed feature vector (the 2014 features had 4096)
+_MAX_ID_BYTES = 1024        # room per image in the `ids` array of the (ids, features) layout
 
 
 def sha256_file(path: Path) -> str:
@@ -130,6 +132,16 @@ def check_onnx(path: Path) -> str:
         raise SubmissionRefused(f"The ONNX model is invalid: {_first_line(exc)}") from None
     if not model.graph.input or not model.graph.output:
         raise SubmissionRefused("The ONNX model has no input or no output.")
+    # One file is uploaded, so every tensor must be inside it. A tensor stored "externally" names a
+    # file that onnxruntime would read from the worker's disk (and the checker resolves against the
+    # web server's working directory), so it is refused rather than trusted.
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    external = [tensor.name for tensor in _get_all_tensors(model) if uses_external_data(tensor)]
+    if external:
+        raise SubmissionRefused(
+            f"The ONNX model keeps tensor '{external[0]}' in an external file; upload a single "
+            "self-contained .onnx file (onnx.save(model) without save_as_external_data).")
     return fmt
 
 
@@ -142,6 +154,8 @@ def check_features(path: Path, benchmark: str) -> str:
     fmt = sniff_format(path)
     if fmt != NPZ:
         raise SubmissionRefused(f"Precomputed features must be an .npz file; this file is {_describe(fmt)}.")
+    expected = engine.benchmark_image_ids(benchmark)
+    _check_npz_size(path, len(expected))
     try:
         with np.load(path, allow_pickle=False) as archive:
             if {"ids", "features"} <= set(archive.files):
@@ -154,7 +168,6 @@ def check_features(path: Path, benchmark: str) -> str:
                 vectors = {key: archive[key] for key in archive.files}
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise SubmissionRefused(f"The .npz file could not be read: {_first_line(exc)}") from None
-    expected = engine.benchmark_image_ids(benchmark)
     missing = expected - set(vectors)
     unknown = {key for key in vectors if key not in expected and key.removeprefix("query/") not in expected}
     if missing or unknown:
@@ -172,6 +185,45 @@ def check_features(path: Path, benchmark: str) -> str:
     if len(dims) > 1:
         raise SubmissionRefused(f"The feature vectors have different lengths: {sorted(dims)[:5]}.")
     return fmt
+
+
+def _check_npz_size(path: Path, n_images: int) -> None:
+    """Refuse an .npz whose arrays would not fit the benchmark, reading only the .npy headers.
+
+    A deflated member can expand ~1000x and a header can declare any shape, so `np.load` alone would
+    let a small upload allocate gigabytes in the web process. At most two vectors per image (the
+    image and its cropped query) of at most MAX_FEATURE_DIM values, plus the `ids` array, may exist.
+    """
+    max_members = 2 * n_images + 2
+    budget = 2 * n_images * (MAX_FEATURE_DIM * 8 + _MAX_ID_BYTES)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > max_members:
+                raise SubmissionRefused(
+                    f"The .npz file has {len(members)} arrays; the benchmark has {n_images} images.")
+            total = 0
+            for member in members:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise SubmissionRefused(f"Array '{member.filename}' holds Python objects; only numbers are "
+                                            "accepted (object arrays are pickles and are never loaded).")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > member.file_size:
+                    raise SubmissionRefused(f"Array '{member.filename}' declares {declared} bytes but holds "
+                                            f"only {member.file_size}: the file is truncated or malformed.")
+                total += member.file_size
+            if total > budget:
+                raise SubmissionRefused(
+                    f"The features take {total / 2**20:.0f} MiB uncompressed, more than {n_images} images "
+                    f"of at most {MAX_FEATURE_DIM} values each can need."
+                )
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise SubmissionRefused(f"The .npz file could not be read: {_first_line(exc)}") from None
 
 
 def _describe(fmt: str) -> str:

@@ -23,8 +23,8 @@ def submission_new(request):
     return _submission_new(request)
 
 
+@login_required  # first: an anonymous POST is redirected before its body (the upload) is read
 @csrf_protect
-@login_required
 def _submission_new(request):
     if request.method != "POST":
         return render(request, "submissions/new.html", {"form": SubmissionForm()})
