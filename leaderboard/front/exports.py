@@ -31,12 +31,23 @@ def result_record(result: Result) -> dict:
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """Text a user typed (a submitted model's name) quoted so a spreadsheet shows it, never runs it."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def board_csv(rows: list[Result]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for result in rows:
-        writer.writerow(result_record(result))
+        writer.writerow({key: spreadsheet_safe(value) for key, value in result_record(result).items()})
     return buffer.getvalue()
 
 

@@ -215,6 +215,16 @@ class DownloadTests(SnapshotPages):
         self.assertEqual(rows[0]["metric"], "NS_score_pct")
         self.assertEqual(rows[0]["reference_page_key"], "[1]")
 
+    def test_csv_quotes_a_name_a_spreadsheet_would_run_as_a_formula(self):
+        from leaderboard.registry.models import Dataset, Method, Result
+
+        dataset = Dataset.objects.get(slug="ukbench")
+        Result.objects.create(dataset=dataset, method=Method.objects.create(name='=HYPERLINK("http://x")'),
+                              score=99.0, metric=dataset.metric, kind=Result.Kind.OFF_THE_SHELF)
+        rows = list(csv.DictReader(io.StringIO(self.client.get("/datasets/ukbench.csv").content.decode())))
+        self.assertEqual(rows[0]["method"], '\'=HYPERLINK("http://x")')
+        self.assertEqual(rows[1]["method"], "CNNaug-ss")
+
     def test_json_parses_back_with_metric_and_results(self):
         response = self.client.get("/datasets/voc2007_cls.json")
         self.assertEqual(response["Content-Disposition"], 'attachment; filename="voc2007_cls.json"')
