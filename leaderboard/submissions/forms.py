@@ -45,7 +45,10 @@ class SubmissionForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["builtin_model"].choices = [("", "—")] + [(m, m) for m in engine.builtin_models()]
+        builtins = engine.builtin_models()
+        self.fields["builtin_model"].choices = [("", "—")] + [(m, m) for m in builtins]
+        if "efficientnet_lite0" in builtins:   # the demo model: ImageNet weights ship with the site
+            self.fields["builtin_model"].initial = "efficientnet_lite0"
         self.fields["architecture"].choices = [("", "—")] + [(m, m) for m in engine.architectures()]
         self.fields["benchmarks"].choices = benchmark_choices()
         # Shown beside the file input; the form script also checks a chosen file against it before upload.
