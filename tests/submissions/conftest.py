@@ -230,3 +230,19 @@ def make_user(db, django_user_model):
         return django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
 
     return make
+
+
+@pytest.fixture
+def assert_nothing_stored(session_media):
+    """Call it after a refused submission: no row and no file were kept."""
+    from leaderboard.submissions.models import EvaluationJob, Submission
+    from submission_helpers import media_files
+
+    before = set(media_files(session_media))
+
+    def check():
+        assert Submission.objects.count() == 0
+        assert EvaluationJob.objects.count() == 0
+        assert set(media_files(session_media)) == before
+
+    return check

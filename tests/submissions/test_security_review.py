@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from submission_helpers import media_files
+from submission_helpers import CreatesAFile
 
 from leaderboard.registry.models import Method, Result
 from leaderboard.submissions import validation
@@ -21,30 +21,9 @@ from leaderboard.submissions.uploads import SizeLimitedUploadHandler
 from leaderboard.submissions.validation import SubmissionRefused, check_features, check_onnx
 
 
-class CreatesAFile:
-    """Unpickling this would create `path`."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 @pytest.fixture
 def ada(make_user):
     return make_user("ada")
-
-
-@pytest.fixture
-def nothing_stored(session_media):
-    before = set(media_files(session_media))
-
-    def check():
-        assert Submission.objects.count() == 0
-        assert set(media_files(session_media)) == before
-
-    return check
 
 
 def features_post(client, content: bytes, name="features.npz", **extra):
@@ -69,7 +48,8 @@ def npy_header(shape, dtype="<f8") -> bytes:
 
 # -- hostile .npz files ---------------------------------------------------------------------------
 
-def test_an_npz_with_an_object_array_is_refused_without_unpickling(client, ada, digits, tmp_path, nothing_stored):
+def test_an_npz_with_an_object_array_is_refused_without_unpickling(client, ada, digits, tmp_path,
+                                                                   assert_nothing_stored):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.npz"
     np.savez(path, payload=np.array([CreatesAFile(marker)], dtype=object))
@@ -80,7 +60,7 @@ def test_an_npz_with_an_object_array_is_refused_without_unpickling(client, ada, 
     assert response.status_code == 400
     assert "holds Python objects" in response.content.decode()
     assert not marker.exists()
-    nothing_stored()
+    assert_nothing_stored()
 
 
 def test_an_npz_declaring_an_absurd_array_is_refused_before_allocating(digits, tmp_path):
@@ -158,7 +138,7 @@ def test_a_malformed_or_truncated_onnx_file_is_refused(tmp_path):
 
 # -- the upload itself ----------------------------------------------------------------------------
 
-def test_the_upload_limit_counts_every_file_of_the_request(client, ada, digits, settings, nothing_stored):
+def test_the_upload_limit_counts_every_file_of_the_request(client, ada, digits, settings, assert_nothing_stored):
     # was: the count restarted for each file, so 100 files just under the limit each were written to disk
     settings.SHELFMARK_MAX_UPLOAD_BYTES = 50_000
     client.force_login(ada)
@@ -169,7 +149,7 @@ def test_the_upload_limit_counts_every_file_of_the_request(client, ada, digits, 
     })
     assert response.status_code == 400
     assert "larger than the upload limit of 48.8" in response.content.decode()
-    nothing_stored()
+    assert_nothing_stored()
 
 
 def test_an_anonymous_upload_is_redirected_before_its_body_is_read(digits, monkeypatch):

@@ -6,21 +6,10 @@ import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from submission_helpers import media_files
+from submission_helpers import CreatesAFile
 
-from leaderboard.submissions.models import EvaluationJob, Submission
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 from leaderboard.submissions.validation import SubmissionRefused
-
-
-class CreatesAFile:
-    """Unpickling this would create `path`: what a malicious "weights" file does."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.fixture
@@ -39,18 +28,6 @@ def post_submission(client, upload_name, content, **fields):
             "kind": "off_the_shelf", **fields}
     data["upload"] = SimpleUploadedFile(upload_name, content)
     return client.post(reverse("submission-new"), data)
-
-
-@pytest.fixture
-def assert_nothing_stored(session_media):
-    before = set(media_files(session_media))
-
-    def check():
-        assert Submission.objects.count() == 0
-        assert EvaluationJob.objects.count() == 0
-        assert set(media_files(session_media)) == before
-
-    return check
 
 
 def test_a_pickle_that_would_run_code_is_refused_and_never_runs(client_as_owner, digits, tmp_path,
