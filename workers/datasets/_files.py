@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -99,3 +100,19 @@ def list_images(folder: Path, suffixes: tuple[str, ...] = (".jpg", ".jpeg")) -> 
         for entry in os.scandir(folder)
         if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(suffixes)
     )
+
+
+def named_images(dataset: str, folder: Path, pattern: re.Pattern, naming: str) -> list[ImageRecord]:
+    """The JPEGs of `folder` as records keyed by file stem; each stem must match `pattern`.
+
+    For the sets whose file names are their ground truth (Holidays' GGGGII, UKBench's numbers):
+    a stray name would silently change the groups, so it is refused, as is an empty folder.
+    """
+    records = []
+    for path in list_images(folder):
+        if not pattern.match(path.stem):
+            raise DatasetError(f"{dataset}: {path} is not named {naming}")
+        records.append(ImageRecord(id=path.stem, path=path))
+    if not records:
+        raise DatasetError(f"{dataset}: no {naming} image in {folder}")
+    return records

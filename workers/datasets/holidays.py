@@ -9,8 +9,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from workers.datasets._files import list_images, require_dir
-from workers.datasets.base import DatasetError, ImageRecord, RetrievalData, RetrievalQuery
+from workers.datasets._files import named_images, require_dir
+from workers.datasets.base import DatasetError, RetrievalData, RetrievalQuery
 
 NAME = "holidays"
 IMAGE_NAME = re.compile(r"^\d{6}$")
@@ -19,13 +19,7 @@ IMAGE_NAME = re.compile(r"^\d{6}$")
 def load(root: Path, folder: str = "jpg") -> RetrievalData:
     """Read ROOT/<folder>/*.jpg (default ROOT/jpg) as the database and its II = 00 queries."""
     images = require_dir(NAME, Path(root) / folder)
-    database = []
-    for path in list_images(images):
-        if not IMAGE_NAME.match(path.stem):
-            raise DatasetError(f"{NAME}: {path} is not named GGGGII.jpg")
-        database.append(ImageRecord(id=path.stem, path=path))
-    if not database:
-        raise DatasetError(f"{NAME}: no .jpg image in {images}")
+    database = named_images(NAME, images, IMAGE_NAME, "GGGGII.jpg")
     groups: dict[str, list[str]] = defaultdict(list)
     for record in database:
         groups[record.id[:4]].append(record.id)

@@ -7,8 +7,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from workers.datasets._files import list_images, require_dir
-from workers.datasets.base import DatasetError, ImageRecord, RetrievalData, RetrievalQuery
+from workers.datasets._files import named_images, require_dir
+from workers.datasets.base import DatasetError, RetrievalData, RetrievalQuery
 
 NAME = "ukbench"
 IMAGE_NAME = re.compile(r"^ukbench(\d{5})$")
@@ -25,13 +25,7 @@ def image_number(image_id: str) -> int:
 def load(root: Path) -> RetrievalData:
     """Read ROOT/full/ukbench*.jpg; each query's `good` is its group of four (itself included)."""
     images = require_dir(NAME, Path(root) / "full")
-    database = []
-    for path in list_images(images):
-        if not IMAGE_NAME.match(path.stem):
-            raise DatasetError(f"{NAME}: {path} is not named ukbenchNNNNN.jpg")
-        database.append(ImageRecord(id=path.stem, path=path))
-    if not database:
-        raise DatasetError(f"{NAME}: no ukbench*.jpg image in {images}")
+    database = named_images(NAME, images, IMAGE_NAME, "ukbenchNNNNN.jpg")
     group_sizes = Counter(image_number(record.id) // 4 for record in database)
     incomplete = sorted(group for group, size in group_sizes.items() if size != 4)
     if incomplete:
