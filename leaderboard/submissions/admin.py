@@ -1,7 +1,6 @@
 """Staff moderation: see every submission and job, make public or hide, cancel jobs."""
 from django.contrib import admin
 
-from leaderboard.registry.models import Result
 
 from . import services
 from .models import EvaluationJob, Submission
@@ -31,8 +30,7 @@ class SubmissionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Hide (private, results off the boards)")
     def hide(self, request, queryset):
-        queryset.update(is_public=False)
-        Result.objects.filter(job__submission__in=queryset).update(is_public=False)
+        services.submissions_hide(queryset)
 
 
 @admin.register(EvaluationJob)

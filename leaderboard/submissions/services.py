@@ -364,6 +364,13 @@ def submission_make_public(submission: Submission) -> Submission:
     return submission
 
 
+def submissions_hide(submissions) -> None:
+    """Make submissions private again and take their results off the live boards (staff moderation)."""
+    with transaction.atomic():
+        submissions.update(is_public=False)
+        Result.objects.filter(job__submission__in=submissions).update(is_public=False)
+
+
 def _append(log_text: str, line: str) -> str:
     lines = (log_text.splitlines() + [_log_line(line)])[-LOG_TAIL_LINES:]
     return "\n".join(lines)

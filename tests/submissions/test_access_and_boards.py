@@ -94,3 +94,22 @@ def test_downloads_lists_the_historical_items(client, digits):
     HistoricalDownload.objects.create(what="MIT67 features", size="1.2 GB", dataset=digits)
     page = client.get("/downloads/").content.decode()
     assert "MIT67 features" in page and "1.2 GB" in page
+
+
+def test_staff_hiding_takes_a_public_submissions_results_off_the_board(client, digits, private_submission):
+    from leaderboard.registry.selectors import board_rows
+    from leaderboard.submissions.models import Submission
+    from leaderboard.submissions.services import submission_make_public, submissions_hide
+
+    job = private_submission.jobs.get()
+    job.result = Result.objects.create(dataset=digits, method=Method.objects.create(name="Secret net"), score=87.4,
+                                       metric=digits.metric, kind=Result.Kind.OFF_THE_SHELF,
+                                       origin=Result.Origin.EVALUATED, is_public=False)
+    job.save()
+    submission_make_public(private_submission)
+    assert "Secret net" in [row.method.name for row in board_rows(digits)]
+
+    submissions_hide(Submission.objects.filter(pk=private_submission.pk))
+    private_submission.refresh_from_db()
+    assert not private_submission.is_public
+    assert "Secret net" not in [row.method.name for row in board_rows(digits)]
