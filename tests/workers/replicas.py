@@ -205,32 +205,30 @@ def make_sun397(
     return replica
 
 
+def _make_caltech(folder: Path, classes: list[str], image_name, clutter: str, clutter_name,
+                  n_per_class: tuple[int, ...], size: int) -> Replica:
+    """One folder per class plus the background/clutter folder the readers leave out by default."""
+    per_class = [n_per_class[c % len(n_per_class)] for c in range(len(classes))]
+    for c, cls in enumerate(classes):
+        for k in range(per_class[c]):
+            write_jpeg(folder / cls / image_name(c, k), c, size, seed=k)
+    for k in range(3):
+        write_jpeg(folder / clutter / clutter_name(k), 99, size, seed=k)
+    return Replica(root=folder.parent, classes=classes, images=sum(per_class), extra={"per_class": per_class})
+
+
 def make_caltech101(root: Path, n_classes: int = 3, n_per_class: tuple[int, ...] = (5, 6, 7), size: int = 8) -> Replica:
     """101_ObjectCategories/<class>/image_NNNN.jpg, with the BACKGROUND_Google folder."""
-    folder = Path(root) / "101_ObjectCategories"
-    classes = [f"class_{c}" for c in range(n_classes)]
-    for c, cls in enumerate(classes):
-        for k in range(n_per_class[c % len(n_per_class)]):
-            write_jpeg(folder / cls / f"image_{k + 1:04d}.jpg", c, size, seed=k)
-    for k in range(3):
-        write_jpeg(folder / "BACKGROUND_Google" / f"image_{k + 1:04d}.jpg", 99, size, seed=k)
-    return Replica(root=Path(root), classes=classes,
-                   images=sum(n_per_class[c % len(n_per_class)] for c in range(n_classes)),
-                   extra={"per_class": [n_per_class[c % len(n_per_class)] for c in range(n_classes)]})
+    return _make_caltech(Path(root) / "101_ObjectCategories", [f"class_{c}" for c in range(n_classes)],
+                         lambda c, k: f"image_{k + 1:04d}.jpg", "BACKGROUND_Google",
+                         lambda k: f"image_{k + 1:04d}.jpg", n_per_class, size)
 
 
 def make_caltech256(root: Path, n_classes: int = 3, n_per_class: tuple[int, ...] = (5, 6, 7), size: int = 8) -> Replica:
     """256_ObjectCategories/<nnn.class>/<nnn>_NNNN.jpg, with the 257.clutter folder."""
-    folder = Path(root) / "256_ObjectCategories"
-    classes = [f"{c + 1:03d}.thing{c}" for c in range(n_classes)]
-    for c, cls in enumerate(classes):
-        for k in range(n_per_class[c % len(n_per_class)]):
-            write_jpeg(folder / cls / f"{c + 1:03d}_{k + 1:04d}.jpg", c, size, seed=k)
-    for k in range(3):
-        write_jpeg(folder / "257.clutter" / f"257_{k + 1:04d}.jpg", 99, size, seed=k)
-    return Replica(root=Path(root), classes=classes,
-                   images=sum(n_per_class[c % len(n_per_class)] for c in range(n_classes)),
-                   extra={"per_class": [n_per_class[c % len(n_per_class)] for c in range(n_classes)]})
+    return _make_caltech(Path(root) / "256_ObjectCategories", [f"{c + 1:03d}.thing{c}" for c in range(n_classes)],
+                         lambda c, k: f"{c + 1:03d}_{k + 1:04d}.jpg", "257.clutter",
+                         lambda k: f"257_{k + 1:04d}.jpg", n_per_class, size)
 
 
 # ---- retrieval ----------------------------------------------------------------------------------

@@ -48,15 +48,23 @@ def test_copied_metrics_agree_with_the_engine(reproduce_module):
         metrics.holidays_map(rankings, database=database))
 
 
-def _bundle_and_reproduce(result, tmp_path) -> dict:
+def _unzipped_bundle(result, tmp_path):
     target = tmp_path / "bundle.zip"
     write_bundle(target, features_npz=result.artifacts["features.npz"], protocol=result.protocol,
                  provenance=result.provenance, score=result.score, metric=result.metric)
     folder = tmp_path / "unzipped"
     with zipfile.ZipFile(target) as archive:
         archive.extractall(folder)
-    run = subprocess.run([sys.executable, "reproduce.py"], cwd=folder, capture_output=True, text=True,
-                         timeout=300, check=False)
+    return folder
+
+
+def _run_reproduce(folder) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "reproduce.py"], cwd=folder, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def _bundle_and_reproduce(result, tmp_path) -> dict:
+    run = _run_reproduce(_unzipped_bundle(result, tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -73,18 +81,11 @@ def test_a_retrieval_bundle_reproduces_its_score(tmp_path):
 def test_a_tampered_bundle_is_refused(tmp_path):
     spec = EvaluationSpec(benchmark="skimage_holidays", model="efficientnet_lite0", random_init=True,
                           num_workers=0, output_dir=tmp_path / "out")
-    result = run_evaluation(spec)
-    target = tmp_path / "bundle.zip"
-    write_bundle(target, features_npz=result.artifacts["features.npz"], protocol=result.protocol,
-                 provenance=result.provenance, score=result.score, metric=result.metric)
-    folder = tmp_path / "unzipped"
-    with zipfile.ZipFile(target) as archive:
-        archive.extractall(folder)
+    folder = _unzipped_bundle(run_evaluation(spec), tmp_path)
     protocol = json.loads((folder / "protocol.json").read_text())
     protocol["recorded_score"] = 0.123
     (folder / "protocol.json").write_text(json.dumps(protocol))
-    run = subprocess.run([sys.executable, "reproduce.py"], cwd=folder, capture_output=True, text=True,
-                         timeout=300, check=False)
+    run = _run_reproduce(folder)
     assert run.returncode != 0
     assert "checksum mismatch: protocol.json" in run.stderr
 
