@@ -25,6 +25,18 @@ def start_embedded_redis(var_dir: Path):
     return server, f"redis+socket://{server.socket_file}"
 
 
+def worker_command(python: str) -> list[str]:
+    """The one local worker: every queue this installation routes jobs to (settings decide, as for the
+    web process), with celery beat embedded (-B) so jobs that missed the broker are re-sent."""
+    from django.conf import settings
+
+    queues = [settings.SHELFMARK_CPU_QUEUE]
+    if settings.SHELFMARK_GPU_WORKER:
+        queues.append(settings.SHELFMARK_GPU_QUEUE)
+    return [python, "-m", "celery", "-A", "leaderboard", "worker", "-Q", ",".join(queues), "-c", "1", "-B",
+            "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME, "--loglevel", "INFO"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=os.environ.get("SHELFMARK_HOST", "127.0.0.1"))
@@ -52,11 +64,7 @@ def main(argv=None) -> int:
     children: list[subprocess.Popen] = []
     python = sys.executable
     if not args.no_worker:
-        queues = "cpu,gpu" if os.environ.get("SHELFMARK_GPU_WORKER") else "cpu"
-        children.append(subprocess.Popen(
-            [python, "-m", "celery", "-A", "leaderboard", "worker", "-Q", queues, "-c", "1", "--loglevel", "INFO"],
-            cwd=BASE_DIR,
-        ))
+        children.append(subprocess.Popen(worker_command(python), cwd=BASE_DIR))
     children.append(subprocess.Popen(
         [python, "manage.py", "runserver", f"{args.host}:{args.port}", "--noreload"], cwd=BASE_DIR
     ))

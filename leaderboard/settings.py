@@ -121,6 +121,9 @@ SHELFMARK_MAX_UPLOAD_BYTES = env_int("SHELFMARK_MAX_UPLOAD_BYTES", 2 * 1024**3)
 SHELFMARK_DATA_ROOTS = env_str("SHELFMARK_DATA_ROOTS", "")
 SHELFMARK_FEATURE_CACHE = Path(env_str("SHELFMARK_FEATURE_CACHE", str(VAR_DIR / "features")))
 
+# JPEG decoding in the workers: auto | pil | gpu (batched nvjpeg on CUDA; see workers/extract.py).
+SHELFMARK_DECODE = env_str("SHELFMARK_DECODE", "auto")
+
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
@@ -129,11 +132,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("SHELFMARK_JOB_SOFT_TIME_LIMIT", 6 * 3600)
 CELERY_TASK_TIME_LIMIT = env_int("SHELFMARK_JOB_TIME_LIMIT", 6 * 3600 + 300)
-CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("SHELFMARK_VISIBILITY_TIMEOUT", 7 * 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A GPU worker consumes the "gpu" queue; jobs go there only when one is configured.
-SHELFMARK_GPU_QUEUE = env_bool("SHELFMARK_GPU_WORKER", False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Queues: CPU workers consume SHELFMARK_CPU_QUEUE, GPU workers SHELFMARK_GPU_QUEUE. New jobs go to the
+# GPU queue when SHELFMARK_GPU_WORKER is on: set it for *every* process (the web chooses the queue).
+SHELFMARK_CPU_QUEUE = env_str("SHELFMARK_CPU_QUEUE", "cpu")
+SHELFMARK_GPU_QUEUE = env_str("SHELFMARK_GPU_QUEUE", "gpu")
+SHELFMARK_GPU_WORKER = env_bool("SHELFMARK_GPU_WORKER", False)
+CELERY_TASK_DEFAULT_QUEUE = SHELFMARK_CPU_QUEUE
+# Jobs the broker never took (it was down) are re-sent this often by celery beat (leaderboard/celery.py).
+SHELFMARK_REQUEUE_INTERVAL_S = env_int("SHELFMARK_REQUEUE_INTERVAL_S", 60)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

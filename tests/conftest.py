@@ -1,4 +1,5 @@
-"""Shared test set-up. Feature folders add their own conftest.py (tests/site, tests/workers, ...)."""
+"""Shared test set-up: the browser, users, and the digits demo board. Feature folders add their own
+conftest.py (tests/site, tests/submissions, tests/workers)."""
 import os
 from pathlib import Path
 
@@ -25,3 +26,29 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def digits(db):
+    """The registry rows a digits submission lands in, with version 0 published (as load_snapshot does)."""
+    from leaderboard.registry.models import Dataset, Method, Metric, Result, TaskFamily
+    from leaderboard.boards.services import publish_version
+
+    family = TaskFamily.objects.create(slug="demo", name="Demo benchmarks", order=99)
+    metric = Metric.objects.create(code="mean_class_accuracy", name="mean class accuracy", unit="%", engine_scale=100)
+    dataset = Dataset.objects.create(slug="digits", name="Digits (demo)", task_family=family, metric=metric,
+                                     engine_benchmark="digits", is_demo=True,
+                                     protocol_version="shelfmark-protocols/1.0")
+    baseline = Method.objects.create(name="Pixels + linear SVM (baseline)")
+    Result.objects.create(dataset=dataset, method=baseline, score=90.0, metric=metric, kind=Result.Kind.NON_CNN,
+                          origin=Result.Origin.REPORTED)
+    publish_version(dataset, note="version 0")
+    return dataset
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    def make(username: str, *, staff: bool = False, password: str = "a-long-test-password"):
+        return django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
+
+    return make

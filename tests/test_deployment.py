@@ -3,6 +3,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,54 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "./shelfmark up" in commands and "./shelfmark test" in commands
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec ./shelfmark test\n" in ci
+
+
+def _compose_config(**env) -> dict:
+    run = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True,
+                         text=True, env=dict(os.environ, SECRET_KEY="test", **env), cwd=ROOT, check=True)
+    return yaml.safe_load(run.stdout)["services"]
+
+
+def _in_a_process_with(environment: dict, code: str) -> str:
+    """Run `code` after django.setup() in a fresh interpreter whose environment is a service's."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SHELFMARK_")}
+    env.update({key: str(value) for key, value in environment.items()}, DJANGO_SETTINGS_MODULE="leaderboard.settings")
+    script = f"import django\ndjango.setup()\n{code}"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                          check=True, timeout=120).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
+@pytest.mark.parametrize("gpu_worker, queue", [({}, "gpu"), ({"SHELFMARK_GPU_WORKER": "false"}, "cpu")])
+def test_compose_routes_jobs_to_the_gpu_worker_when_it_is_enabled(gpu_worker, queue):
+    # was: only the GPU worker's service set SHELFMARK_GPU_WORKER, and the web process picks the queue
+    services = _compose_config(**gpu_worker)
+    chosen = _in_a_process_with(services["web"]["environment"],
+                                "from leaderboard.submissions.services import job_queue\nprint(job_queue())")
+    assert chosen == queue
+    consumers = {name: re.search(r"-Q (\S+)", service["command"]).group(1)
+                 for name, service in services.items() if " worker " in str(service.get("command", ""))}
+    assert consumers == {"worker": "cpu", "gpu-worker": "gpu"}
+    assert queue in consumers.values()
+
+
+def test_the_gpu_worker_runs_the_solo_pool_so_it_may_start_loader_processes():
+    # was: prefork, whose children are daemons that decode in-process (engine.loader_workers() == 0)
+    command = compose()["services"]["gpu-worker"]["command"]
+    assert "--pool solo" in command and "-c 1" not in command
+
+
+def test_beat_runs_beside_the_workers_to_resend_jobs_that_missed_the_broker():
+    # was: requeue_pending's docstring said "periodic" and nothing scheduled it
+    assert "celery -A leaderboard beat" in compose()["services"]["beat"]["command"]
+    schedule = _in_a_process_with({"SHELFMARK_REQUEUE_INTERVAL_S": "7"},
+                                  "from leaderboard.celery import app\nprint(list(app.conf.beat_schedule.values()))")
+    assert "'task': 'shelfmark.requeue_pending'" in schedule and "'schedule': 7.0" in schedule
+
+
+@pytest.mark.parametrize("value, queues", [("0", "cpu"), ("false", "cpu"), ("1", "cpu,gpu"), ("true", "cpu,gpu")])
+def test_the_local_worker_reads_the_gpu_setting_as_the_site_does(value, queues):
+    # was: launch.py read SHELFMARK_GPU_WORKER raw, so "0" counted as on
+    command = _in_a_process_with({"SHELFMARK_GPU_WORKER": value},
+                                 "from leaderboard.launch import worker_command\nprint(' '.join(worker_command('py')))")
+    assert f" -Q {queues} " in command and " -B " in command

@@ -1,6 +1,7 @@
-"""The benchmark registry: name -> (loader, protocol kind, official metric).
+"""The benchmark registry: each benchmark declared once, with its reader, title, metric, the layout
+its ROOT holds and the multi-class SVM scheme the paper ([1], Razavian et al. 2014) used on it.
 
-Official benchmarks read a local copy of their distribution through `workers.datasets`
+Official benchmarks read a local copy of their distribution with the readers in `workers.datasets`
 (`load_dataset(name, ROOT)`). Two demo benchmarks run on real images that installed packages
 ship, so the engine can be tried and tested with no download:
 
@@ -13,16 +14,31 @@ ship, so the engine can be tried and tested with no download:
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from workers.contract import EngineError
-from workers.datasets.base import ClassificationData, ImageRecord, RetrievalData, RetrievalQuery
+from workers.datasets import (
+    caltech,
+    cub200_2011,
+    flowers102,
+    holidays,
+    mit67,
+    oxford,
+    sun397,
+    ukbench,
+    voc2007,
+)
+from workers.datasets.base import ClassificationData, DatasetError, ImageRecord, RetrievalData, RetrievalQuery
 
 Data = ClassificationData | RetrievalData
+MULTICLASS_SCHEMES = ("ovr", "ovo")
+PAPER = "paper"   # a multiclass choice meaning "the benchmark's paper_multiclass"
 
 
 @dataclass(frozen=True)
@@ -31,26 +47,44 @@ class Benchmark:
     kind: str                 # classification | retrieval
     metric: str               # mean_class_accuracy | voc07_map | oxford_map | holidays_map | ukbench_ns
     title: str
-    loader: Callable[..., Data]
+    reader: Callable[..., Data]      # official: reader(ROOT, **options); demo: reader(**options)
+    layout: str = ""                 # what ROOT holds, as the official archives extract
     needs_root: bool = True
-    paper_multiclass: str = "ovr"   # what [1] used: "ovo" for MIT67, CUB, Flowers
+    paper_multiclass: str = "ovr"    # what [1] used: "ovo" (one-vs-one SVMs) for MIT67, CUB, Flowers
+
+    def options(self) -> dict[str, Any]:
+        """The options the reader takes beyond ROOT, with their defaults (for the CLI and the site)."""
+        parameters = list(inspect.signature(self.reader).parameters.values())
+        return {p.name: p.default for p in parameters[1 if self.needs_root else 0:]}
 
     def load(self, root: Path | None = None, **options) -> Data:
-        if self.needs_root:
-            if root is None:
-                raise EngineError(f"{self.name} needs --data ROOT, "
-                                  "the folder its official archives were extracted into")
-            return self.loader(root, **options)
-        return self.loader(**options)
+        """Read the benchmark (from ROOT, the folder its official archives were extracted into)."""
+        unknown = sorted(set(options) - set(self.options()))
+        if unknown:
+            known = ", ".join(self.options()) or "none"
+            raise DatasetError(f"{self.name}: unknown option '{unknown[0]}' (options: {known})")
+        if not self.needs_root:
+            return self.reader(**options)
+        if root is None:
+            raise DatasetError(f"{self.name} needs --data ROOT, the folder its official archives were extracted into")
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"{self.name}: {root} not found")
+        return self.reader(root, **options)
 
+    def multiclass(self, choice: str) -> str:
+        """The SVM scheme `choice` means here: "ovr", "ovo", or PAPER for what [1] used on this benchmark."""
+        resolved = self.paper_multiclass if choice == PAPER else choice
+        if resolved not in MULTICLASS_SCHEMES:
+            raise EngineError(f"unknown multiclass scheme {choice!r}: use ovr, ovo or {PAPER}")
+        return resolved
 
-def _official(name: str) -> Callable[..., Data]:
-    def load(root: Path, **options) -> Data:
-        from workers.datasets import load_dataset
-
-        return load_dataset(name, root, **options)
-
-    return load
+    def image_ids(self, root: Path | None = None) -> set[str]:
+        """Every image id of the benchmark: what a precomputed-features file must cover."""
+        data = self.load(root)
+        if isinstance(data, ClassificationData):
+            return {record.id for records in data.splits.values() for record in records}
+        return {record.id for record in data.database} | {query.image.id for query in data.queries}
 
 
 # ---- demo benchmarks ------------------------------------------------------------------------------
@@ -139,35 +173,57 @@ def load_skimage_holidays_benchmark() -> RetrievalData:
 
 # ---- the registry -------------------------------------------------------------------------------
 
-_OFFICIAL = (
-    ("voc2007", "classification", "voc07_map", "PASCAL VOC2007 classification", "ovr"),
-    ("mit67", "classification", "mean_class_accuracy", "MIT Indoor 67 scenes", "ovo"),
-    ("cub200_2011", "classification", "mean_class_accuracy", "CUB-200-2011 birds", "ovo"),
-    ("flowers102", "classification", "mean_class_accuracy", "Oxford Flowers 102", "ovo"),
-    ("sun397", "classification", "mean_class_accuracy", "SUN397 scenes (mean over partitions)", "ovr"),
-    ("caltech101", "classification", "mean_class_accuracy", "Caltech-101", "ovr"),
-    ("caltech256", "classification", "mean_class_accuracy", "Caltech-256", "ovr"),
-    ("holidays", "retrieval", "holidays_map", "INRIA Holidays", "ovr"),
-    ("oxford5k", "retrieval", "oxford_map", "Oxford 5k buildings", "ovr"),
-    ("paris6k", "retrieval", "oxford_map", "Paris 6k", "ovr"),
-    ("ukbench", "retrieval", "ukbench_ns", "UKBench (N-S score)", "ovr"),
+_BENCHMARKS = (
+    Benchmark("digits", "classification", "mean_class_accuracy", "demo: scikit-learn digits (no download)",
+              load_digits_benchmark, needs_root=False),
+    Benchmark("skimage_holidays", "retrieval", "holidays_map",
+              "demo: scikit-image photos, Holidays protocol (no download)",
+              load_skimage_holidays_benchmark, needs_root=False),
+    Benchmark("voc2007", "classification", "voc07_map", "PASCAL VOC2007 classification", voc2007.load,
+              "VOCdevkit/VOC2007"),
+    Benchmark("mit67", "classification", "mean_class_accuracy", "MIT Indoor 67 scenes", mit67.load,
+              "Images/, TrainImages.txt, TestImages.txt", paper_multiclass="ovo"),
+    Benchmark("cub200_2011", "classification", "mean_class_accuracy", "CUB-200-2011 birds", cub200_2011.load,
+              "CUB_200_2011/", paper_multiclass="ovo"),
+    Benchmark("flowers102", "classification", "mean_class_accuracy", "Oxford Flowers 102", flowers102.load,
+              "jpg/, imagelabels.mat, setid.mat", paper_multiclass="ovo"),
+    Benchmark("sun397", "classification", "mean_class_accuracy", "SUN397 scenes (mean over partitions)",
+              sun397.load, "SUN397/, Partitions/ (10 partitions)"),
+    Benchmark("caltech101", "classification", "mean_class_accuracy", "Caltech-101", caltech.load_caltech101,
+              "101_ObjectCategories/ (seeded 30 train / 50 test per class)"),
+    Benchmark("caltech256", "classification", "mean_class_accuracy", "Caltech-256", caltech.load_caltech256,
+              "256_ObjectCategories/ (seeded 60 train / rest test per class)"),
+    Benchmark("holidays", "retrieval", "holidays_map", "INRIA Holidays", holidays.load, "jpg/"),
+    Benchmark("oxford5k", "retrieval", "oxford_map", "Oxford 5k buildings", oxford.load_oxford5k,
+              "oxbuild_images/, gt_files_170407/"),
+    Benchmark("paris6k", "retrieval", "oxford_map", "Paris 6k", oxford.load_paris6k, "paris/, paris_120310/"),
+    Benchmark("ukbench", "retrieval", "ukbench_ns", "UKBench (N-S score)", ukbench.load, "full/"),
 )
+BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in _BENCHMARKS}
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "digits": Benchmark("digits", "classification", "mean_class_accuracy",
-                        "demo: scikit-learn digits (no download)", lambda: load_digits_benchmark(), needs_root=False),
-    "skimage_holidays": Benchmark("skimage_holidays", "retrieval", "holidays_map",
-                                  "demo: scikit-image photos, Holidays protocol (no download)",
-                                  lambda: load_skimage_holidays_benchmark(), needs_root=False),
-}
-for _name, _kind, _metric, _title, _multiclass in _OFFICIAL:
-    BENCHMARKS[_name] = Benchmark(_name, _kind, _metric, _title, _official(_name), paper_multiclass=_multiclass)
+
+def official_benchmarks() -> list[str]:
+    """The benchmarks read from a local copy of their official distribution, by name."""
+    return sorted(name for name, benchmark in BENCHMARKS.items() if benchmark.needs_root)
 
 
 def get_benchmark(name: str) -> Benchmark:
     if name not in BENCHMARKS:
         raise EngineError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     return BENCHMARKS[name]
+
+
+def official_benchmark(name: str) -> Benchmark:
+    """The official benchmark `name`; anything else is a DatasetError naming the known ones."""
+    benchmark = BENCHMARKS.get(name)
+    if benchmark is None or not benchmark.needs_root:
+        raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(official_benchmarks())})")
+    return benchmark
+
+
+def load_dataset(name: str, root: str | Path, **options: Any) -> Data:
+    """Read official benchmark `name` from ROOT, the folder its official archives were extracted into."""
+    return official_benchmark(name).load(Path(root), **options)
 
 
 def availability(name: str, root: Path | None = None) -> tuple[bool, str]:

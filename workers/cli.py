@@ -39,34 +39,34 @@ def _option_value(text: str, default: Any) -> Any:
 
 
 def _reader_kwargs(name: str, pairs: Sequence[str]) -> dict[str, Any]:
-    from workers.datasets import reader_options
+    from workers.benchmarks import official_benchmark
 
-    defaults = reader_options(name)
+    defaults = official_benchmark(name).options()
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise EngineError(f"option {pair!r} is not KEY=VALUE")
-        if key not in defaults:
-            raise EngineError(f"{name}: unknown option '{key}' (options: {', '.join(defaults) or 'none'})")
-        options[key] = _option_value(value, defaults[key])
+        options[key] = _option_value(value, defaults.get(key))   # an unknown key is refused by the reader
     return options
 
 
 def datasets_list(args: argparse.Namespace) -> int:
-    from workers.datasets import READERS, TITLES, reader_options
+    from workers.benchmarks import get_benchmark, official_benchmarks
 
-    for name in sorted(READERS):
-        options = ", ".join(f"{key}={value}" for key, value in reader_options(name).items())
-        print(f"{name}\t{TITLES.get(name, '')}" + (f"\t[{options}]" if options else ""))
+    for name in official_benchmarks():
+        benchmark = get_benchmark(name)
+        options = ", ".join(f"{key}={value}" for key, value in benchmark.options().items())
+        print(f"{name}\t{benchmark.title} ({benchmark.layout})" + (f"\t[{options}]" if options else ""))
     return 0
 
 
 def datasets_check(args: argparse.Namespace) -> int:
-    from workers.datasets import describe, load_dataset, reader_options, verify_images
+    from workers.benchmarks import load_dataset, official_benchmark
+    from workers.datasets import describe, verify_images
 
     options = _reader_kwargs(args.name, args.option)
-    if args.verify_images and "verify_images" in reader_options(args.name):
+    if args.verify_images and "verify_images" in official_benchmark(args.name).options():
         options["verify_images"] = True
     data = load_dataset(args.name, args.root, **options)
     summary = describe(data)

@@ -35,8 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="retrieval: learn PCA whitening on this other benchmark (e.g. paris6k for oxford5k)")
     evaluate.add_argument("--whitening-data", type=Path, metavar="ROOT", help="that benchmark's ROOT")
     evaluate.add_argument("--whitening-dim", type=int, metavar="N", help="PCA components kept (default: all)")
-    evaluate.add_argument("--multiclass", default="ovr", choices=("ovr", "ovo"),
-                          help="one-vs-rest (default) or one-vs-one with voting, as [1] on MIT67/CUB/Flowers")
+    evaluate.add_argument("--multiclass", default="ovr", choices=("ovr", "ovo", "paper"),
+                          help="one-vs-rest (default), one-vs-one with voting, or 'paper': what [1] used on the "
+                               "benchmark (one-vs-one on MIT67, CUB and Flowers)")
+    evaluate.add_argument("--decode", default="auto", choices=("auto", "pil", "gpu"),
+                          help="JPEG decoding: auto (PIL for now), pil, or gpu (nvjpeg on CUDA; libjpeg-turbo "
+                               "on CPU)")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     evaluate.add_argument("--cache", type=Path, help="feature cache folder")
@@ -58,6 +62,7 @@ def spec_from_args(args: argparse.Namespace):
         onnx=args.onnx, features=args.features, data_root=args.data, device=args.device, layer=args.layer,
         pooling=args.pooling, jitter=args.jitter, power_norm=args.power_norm, l2_normalize=not args.no_l2,
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
+        decode=args.decode,
         cache_dir=args.cache, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
         whitening_dim=args.whitening_dim,
         output_dir=args.output_dir,

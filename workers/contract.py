@@ -2,13 +2,20 @@
 
 `run_evaluation(spec, progress)` (in `workers.evaluate`) takes an `EvaluationSpec` and returns an
 `EvaluationResult`. Nothing here imports Django: the engine is usable on its own.
+The Celery tasks that drive it (workers/tasks.py) are registered under the names below; the site
+sends jobs by these names through the Celery app, never by importing the tasks module.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+
+
+EVALUATE_JOB_TASK = "shelfmark.evaluate_job"
+REQUEUE_PENDING_TASK = "shelfmark.requeue_pending"
 
 
 @dataclass
@@ -29,13 +36,16 @@ class EvaluationSpec:
     power_norm: float | None = None   # signed power normalisation exponent (0.5 = signed sqrt)
     l2_normalize: bool = True
     svm_c: float | None = None        # None = chosen by cross-validation on the training split
-    multiclass: str = "ovr"              # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers)
+    # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers) | paper (the benchmark's
+    # `paper_multiclass`: what [1] used on it)
+    multiclass: str = "ovr"
     # retrieval: PCA whitening learned on another (disjoint) benchmark's database, e.g. Paris for Oxford
     whitening_benchmark: str | None = None
     whitening_data: Path | None = None # that benchmark's ROOT, where it needs one
     whitening_dim: int | None = None   # PCA components kept (None = all)
     batch_size: int = 32
     num_workers: int = 2
+    decode: str = "auto"                 # auto | pil | gpu (nvjpeg on CUDA): see workers/extract.py
     cache_dir: Path | None = None     # feature cache; None = no cache
     output_dir: Path | None = None    # where the features/labels/splits of the result are written
 
@@ -75,6 +85,64 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the file the representation came from (weights, ONNX graph or features file);
+        empty for random-init models. Written by `workers.evaluate` into `provenance["model"]`."""
+        return str(self.provenance.get("model", {}).get("weights_sha256") or "")
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers and anything else unknown (paths) as strings:
+    what a JSON column or file can hold. The one rule for every engine dict that leaves the engine."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# ---- errors ----------------------------------------------------------------------------------
+# Every message is one sentence for the person who can fix it (a submitter, an operator): the site
+# shows it as is, the CLI prints it after "error: ". Callers branch on the class, never on the text.
 
 class EngineError(Exception):
     """A failure a user can act on (missing data, bad weights, wrong feature count): one clear line."""
+
+
+class UploadRefused(EngineError):
+    """A file a user gave (weights, ONNX graph, features) that the engine will not use."""
+
+
+class UnsafeUpload(UploadRefused):
+    """The file would run code or read other files when loaded (a pickle, an object array, ONNX
+    external data): refused without loading it."""
+
+
+class UnrecognisedUpload(UploadRefused):
+    """The file's first bytes are none of the accepted formats, or the format is not the one asked for."""
+
+
+class MalformedUpload(UploadRefused):
+    """The format is recognised but the file cannot be read (truncated, corrupt, inconsistent)."""
+
+
+class UploadTooLarge(UploadRefused):
+    """The file declares or holds more data than its purpose can need (checked before it is read)."""
+
+
+class WeightsMismatch(UploadRefused):
+    """Tensors that do not fit the architecture: the names missing, unexpected and of the wrong shape.
+    `source` names the file where that helps (the CLI); an upload's message names none."""
+
+    def __init__(self, architecture: str, source: str, *, missing: list[str], unexpected: list[str],
+                 mismatched: list[str]):
+        self.architecture, self.source = architecture, source
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                parts.append(f"{label} {len(items)}: {', '.join(items[:3])}{more}")
+        named = f" {source}" if source else ""
+        super().__init__(f"The weights{named} don't fit {architecture}: " + "; ".join(parts))
+
+
+class FeaturesMismatch(UploadRefused):
+    """Precomputed features that do not match the benchmark (ids, shapes, non-finite values)."""

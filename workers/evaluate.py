@@ -28,12 +28,20 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from workers import safeload
 from workers.benchmarks import get_benchmark
-from workers.contract import EngineError, EvaluationResult, EvaluationSpec, Progress, ProgressCallback
+from workers.contract import (
+    EngineError,
+    EvaluationResult,
+    EvaluationSpec,
+    FeaturesMismatch,
+    Progress,
+    ProgressCallback,
+    json_safe,
+)
 from workers.datasets.base import ClassificationData, ImageRecord, RetrievalData
 from workers.protocols import PROTOCOL_VERSION, CosineRetrieval, LinearSVMClassification, postprocess
 
@@ -74,7 +82,7 @@ class _ModelFeatures:
         out = extract_features(
             self.model, records, device=self.device, batch_size=self.spec.batch_size,
             num_workers=self.spec.num_workers, jitter=jitter, cache=self.cache, dataset=dataset, split=split,
-            progress=self.progress, settings_out=self.extraction,
+            progress=self.progress, decode=self.spec.decode, settings_out=self.extraction,
         )
         if not self.cache or self.cache.hits == hits:   # extracted now, not read from the cache
             self.extract_seconds += time.perf_counter() - start
@@ -83,45 +91,23 @@ class _ModelFeatures:
 
 
 class _PrecomputedFeatures:
-    """Features read from an .npz keyed by image id, checked against the benchmark's images."""
+    """Features read from an .npz keyed by image id (`workers.safeload`, as the upload check reads it)."""
 
-    def __init__(self, path: Path):
-        path = Path(path)
-        if not path.is_file():
-            raise EngineError(f"features file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                if "ids" in stored.files and "features" in stored.files:
-                    ids = [str(i) for i in stored["ids"]]
-                    matrix = np.asarray(stored["features"])
-                    if matrix.ndim != 2 or len(matrix) != len(ids):
-                        raise EngineError(f"{path.name}: 'features' must be (n, D) with n = len(ids) = {len(ids)}")
-                    self.table = dict(zip(ids, matrix))
-                else:
-                    self.table = {key: np.asarray(stored[key]) for key in stored.files}
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"{path.name}: not a readable .npz of features ({exc})") from None
-        if not self.table:
-            raise EngineError(f"{path.name}: contains no features")
-        dims = {v.shape for v in self.table.values()}
-        if len(dims) != 1 or len(next(iter(dims))) != 1:
-            shown = ", ".join(str(d) for d in sorted(dims, key=str)[:3])
-            raise EngineError(f"{path.name}: every feature must be one vector of the same length (found {shown})")
-        bad = [k for k, v in self.table.items() if not np.issubdtype(v.dtype, np.number) or not np.isfinite(v).all()]
-        if bad:
-            raise EngineError(f"{path.name}: {len(bad)} features are not finite numbers, e.g. {bad[0]!r}")
-        self.path = path
+    def __init__(self, path: Path, *, max_images: int):
+        self.path = Path(path)
+        self.table = safeload.read_features(self.path, max_images=max_images).vectors
         self.used: set[str] = set()
         self.cropped_queries_uncropped = 0
         self.extract_seconds = 0.0
         self.images_extracted = 0
 
     def describe(self) -> dict:
-        from workers.models import file_sha256
+        from workers.provenance import file_sha256
 
         dim = len(next(iter(self.table.values())))
-        return {"name": f"features:{self.path.name}", "model_hash": file_sha256(self.path), "source": "features",
-                "dim": dim, "layer": None, "pooling": None, "data_config": None}
+        digest = file_sha256(self.path)
+        return {"name": f"features:{self.path.name}", "model_hash": digest, "weights_sha256": digest,
+                "source": "features", "dim": dim, "layer": None, "pooling": None, "data_config": None}
 
     def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
                  jitter: str | None) -> np.ndarray:
@@ -136,16 +122,12 @@ class _PrecomputedFeatures:
             keys.append(key)
         missing = [k for k in keys if k not in self.table]
         if missing:
-            raise EngineError(
+            raise FeaturesMismatch(
                 f"{self.path.name}: no features for {len(missing)} of the {len(keys)} {split} images of {dataset}, "
                 f"e.g. {missing[0]!r} (the file has {len(self.table)} entries)"
             )
         self.used.update(keys)
         return np.stack([self.table[k] for k in keys]).astype(np.float32)
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = None) -> EvaluationResult:
@@ -157,16 +139,16 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     timings: dict[str, float] = {}
     benchmark = get_benchmark(spec.benchmark)
     device = resolve_device(spec.device)
+    multiclass = benchmark.multiclass(spec.multiclass)
     if benchmark.needs_root and spec.data_root is None:
         benchmark.load(None)   # raises the "needs --data ROOT" error before any model is built
+    if spec.features is not None and (spec.model or spec.onnx):
+        raise EngineError("give either a features file or a model, not both")
 
     clock = time.perf_counter()
-    report(Progress("loading_model", message=spec.model or str(spec.onnx or spec.features)))
-    if spec.features is not None:
-        if spec.model or spec.onnx:
-            raise EngineError("give either a features file or a model, not both")
-        source = _PrecomputedFeatures(spec.features)
-    else:
+    source = None
+    if spec.features is None:   # a model fails fast, before the benchmark is read
+        report(Progress("loading_model", message=spec.model or str(spec.onnx)))
         source = _ModelFeatures(spec, device, report)
     timings["loading_model"] = time.perf_counter() - clock
 
@@ -174,9 +156,14 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     report(Progress("loading_model", message=f"reading {benchmark.name}"))
     data = benchmark.load(spec.data_root)
     timings["loading_data"] = time.perf_counter() - clock
+    if source is None:
+        clock = time.perf_counter()
+        report(Progress("loading_model", message=str(spec.features)))
+        source = _PrecomputedFeatures(spec.features, max_images=_feature_file_capacity(spec, data))
+        timings["loading_model"] = time.perf_counter() - clock
 
     if isinstance(data, ClassificationData):
-        result, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings)
+        result, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings, multiclass)
     elif isinstance(data, RetrievalData):
         result, kind, arrays = _retrieval(spec, benchmark.name, data, source, report, timings)
     else:
@@ -187,7 +174,7 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
         result.throughput["extraction_images_per_second"] = round(source.images_extracted / source.extract_seconds, 2)
     result.throughput["images_extracted"] = float(source.images_extracted)
     described = source.describe()
-    result.provenance = _json_safe({
+    result.provenance = json_safe({
         **provenance.collect(device, described, PROTOCOL_VERSION),
         "benchmark_info": data.info,
     })
@@ -197,7 +184,7 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
             "unused": len(source.table) - len(source.used),
             "box_queries_uncropped": source.cropped_queries_uncropped,
         }
-    result.protocol.update(_json_safe({
+    result.protocol.update(json_safe({
         "benchmark": benchmark.name,
         "preprocessing": described.get("data_config"),
         "layer": described.get("layer"),
@@ -211,6 +198,21 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     _write_artifacts(spec, result, kind, arrays)
     report(Progress("done", 1, 1, message=f"{result.metric} = {result.score:.4f}"))
     return result
+
+
+def _image_count(data: ClassificationData | RetrievalData) -> int:
+    if isinstance(data, ClassificationData):
+        return len({record.id for records in data.splits.values() for record in records})
+    return len(data.database) + len(data.queries)
+
+
+def _feature_file_capacity(spec: EvaluationSpec, data) -> int:
+    """How many images a features file for this evaluation may hold vectors for: the benchmark's,
+    plus those of the benchmark PCA whitening is learned on (read from the same file)."""
+    count = _image_count(data)
+    if spec.whitening_benchmark:
+        count += _image_count(get_benchmark(spec.whitening_benchmark).load(spec.whitening_data))
+    return count
 
 
 def _finish_features(spec: EvaluationSpec, features: np.ndarray) -> np.ndarray:
@@ -227,8 +229,9 @@ def _partitions(data: ClassificationData) -> list[tuple[str, str]]:
     return pairs
 
 
-def _classification(spec, name, data: ClassificationData, source, report, timings) -> EvaluationResult:
-    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=spec.multiclass)
+def _classification(spec, name, data: ClassificationData, source, report, timings,
+                    multiclass: str) -> EvaluationResult:
+    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
     outcomes, first_arrays = [], None
     timings.setdefault("extracting", 0.0)
     timings.setdefault("training", 0.0)
@@ -353,6 +356,6 @@ def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict) ->
     path = out / "features.npz"
     np.savez_compressed(
         path, kind=np.asarray(kind), benchmark=np.asarray(result.benchmark), metric=np.asarray(result.metric),
-        score=np.asarray(result.score), settings=np.asarray(json.dumps(_json_safe(result.protocol))), **arrays,
+        score=np.asarray(result.score), settings=np.asarray(json.dumps(json_safe(result.protocol))), **arrays,
     )
     result.artifacts["features.npz"] = str(path)

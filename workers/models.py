@@ -19,23 +19,24 @@ Sources of weights:
 Which layer: the penultimate one by default (the pooled pre-classifier features); any graph node
 on request (`layer=`, names from `available_layers(name)`), 4-D maps pooled by `pooling`
 ("avg" | "max"), token sequences (ViT) averaged or maxed over tokens.
-`model_hash` is the SHA-256 of the weights file, or "random-init:<seed>".
+`model_hash` is the SHA-256 of the weights file, or "random-init:<seed>" (the feature cache's key);
+`describe()["weights_sha256"]` is the SHA-256 of the file alone, empty for a random init.
+Weights files are read by `workers.safeload`, the engine's one reader of untrusted files.
 """
 from __future__ import annotations
 
-import hashlib
-import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from workers.contract import EngineError
+from workers import safeload
+from workers.contract import EngineError, WeightsMismatch
+from workers.provenance import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -145,6 +146,7 @@ class FeatureModel(nn.Module):
         return {
             "name": self.name,
             "model_hash": self.model_hash,
+            "weights_sha256": "" if self.model_hash.startswith("random-init:") else self.model_hash,
             "weights": self.weights_source,
             "layer": self.layer or "penultimate",
             "pooling": self.pooling,
@@ -180,53 +182,9 @@ class _LitePenultimate(nn.Module):
         return self.network.extract_features(images)
 
 
-def file_sha256(path: Path) -> str:
-    return _file_sha256_cached(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=32)
-def _file_sha256_cached(path: str, _mtime: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a weights file without running code: safetensors, or a tensors-only torch pickle."""
-    path = Path(path)
-    if not path.is_file():
-        raise EngineError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except Exception as exc:
-            raise EngineError(f"{path.name}: not a readable safetensors file ({exc})") from None
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(
-                f"{path.name}: refused to load: not a plain state_dict of tensors "
-                f"(only safetensors or torch.save(model.state_dict()) files are accepted; {first_line})"
-            ) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EngineError(f"{path.name}: expected a mapping of parameter names to tensors")
-    if state and all(k.startswith("module.") for k in state):   # saved from DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def load_weights_into(network: nn.Module, state: dict[str, torch.Tensor], *, source: str,
+def load_weights_into(network: nn.Module, state: dict[str, torch.Tensor], *, source: str, architecture: str,
                       optional_prefix: str | None = None) -> None:
-    """Strict load, with an error that names the first missing/unexpected keys and shape mismatches.
+    """Strict load; `WeightsMismatch` names the first missing/unexpected keys and shape mismatches.
 
     Keys under `optional_prefix` (the classifier head, unused for penultimate features) may be absent.
     """
@@ -237,13 +195,18 @@ def load_weights_into(network: nn.Module, state: dict[str, torch.Tensor], *, sou
     mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
                   for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-                parts.append(f"{label} {len(items)}: {', '.join(items[:3])}{more}")
-        raise EngineError(f"weights {source} do not fit the architecture: " + "; ".join(parts))
+        raise WeightsMismatch(architecture, source, missing=missing, unexpected=unexpected, mismatched=mismatched)
     network.load_state_dict(state, strict=False)
+
+
+def check_weights(path: Path, architecture: str, *, source: str = "") -> str:
+    """The upload check of a weights file: it loads safely and fits `architecture` (the classifier head
+    may be absent); returns its format. The evaluation loads it again through the same two steps.
+    `source` names the file in a refusal (an upload's temporary name means nothing to its submitter)."""
+    arch = _architecture(architecture)
+    load_weights_into(arch.builder(), safeload.load_state_dict(path), source=source, architecture=architecture,
+                      optional_prefix=arch.head)
+    return safeload.sniff_format(path)
 
 
 def _set_submodule(root: nn.Module, dotted: str, value: nn.Module) -> None:
@@ -288,7 +251,8 @@ def create_model(name: str, *, weights: Path | None = None, random_init: bool = 
                 "pass weights=FILE (.safetensors or a state_dict .pth) or random_init=True"
             )
         head = None if layer else arch.head
-        load_weights_into(network, load_state_dict(path), source=path.name, optional_prefix=head)
+        load_weights_into(network, safeload.load_state_dict(path), source=path.name, architecture=name,
+                          optional_prefix=head)
         model_hash = file_sha256(path)
         source = "built-in " + path.name if weights is None else path.name
     network.eval()
@@ -323,8 +287,7 @@ class OnnxFeatureModel:
         import onnxruntime as ort
 
         path = Path(path)
-        if not path.is_file():
-            raise EngineError(f"ONNX file not found: {path}")
+        safeload.check_onnx(path)   # self-contained (no external data) and valid, as at upload
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -349,7 +312,8 @@ class OnnxFeatureModel:
         return pool_features(torch.from_numpy(np.asarray(out, dtype=np.float32)), self.pooling)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model_hash": self.model_hash, "weights": self.weights_source,
+        return {"name": self.name, "model_hash": self.model_hash, "weights_sha256": self.model_hash,
+                "weights": self.weights_source,
                 "layer": "onnx output 0", "pooling": self.pooling, "data_config": self.data_config.to_dict()}
 
 

@@ -1,11 +1,14 @@
-"""Where a result came from: software versions, hardware, code commit, date.
+"""Where a result came from: software versions, hardware, code commit, file hashes, date.
 
 Recorded with every `EvaluationResult` so that a number on the leaderboard can be traced to the
-exact engine, libraries and machine that produced it.
+exact engine, libraries, machine and files that produced it. The one place for each of these rules:
+the site and the Celery tasks read them from here (through leaderboard/engine.py) or from the result.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -39,9 +42,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware(device: str) -> dict[str, Any]:
-    import os
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks; remembered per (path, mtime, size)."""
+    stat = Path(path).stat()
+    return _file_sha256_cached(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
 
+
+@lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, _mtime_ns: int, _size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hardware(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if device == "cuda":
         import torch
@@ -51,11 +67,18 @@ def hardware(device: str) -> dict[str, Any]:
     return info
 
 
+def hardware_label(device: str = "auto") -> str:
+    """One line naming what runs the evaluation: "GPU: <name>" or "CPU: <model> (<n> threads)"."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU: {cpu_model()} ({torch.get_num_threads()} threads)"
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
     """The engine's commit (`git rev-parse HEAD`, "+dirty" with local changes), else SHELFMARK_GIT_COMMIT."""
-    import os
-
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=5, check=True)

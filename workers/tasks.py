@@ -1,9 +1,11 @@
 """Celery tasks that drive the engine: the only module of workers/ that imports Django.
 
-Queues: `cpu` (the default) and `gpu` (used when settings.SHELFMARK_GPU_QUEUE is on). Start a worker
-with `celery -A leaderboard worker -Q cpu` (CPU machine) or `-Q gpu` (GPU machine). A task takes a
-job id, loads fresh state and calls the submission services; with acks_late it may run twice, and
-the services make the second run a no-op once a Result exists.
+Queues are settings (SHELFMARK_CPU_QUEUE, SHELFMARK_GPU_QUEUE): a job goes to the GPU queue when
+SHELFMARK_GPU_WORKER says a GPU worker consumes it. Start a worker with `celery -A leaderboard
+worker -Q cpu` (CPU machine) or `-Q gpu --pool solo` (GPU machine). A task takes a job id, loads
+fresh state and calls the submission services; with acks_late it may run twice, and the services
+make the second run a no-op once a Result exists. The site reaches these tasks by name only
+(workers/contract.py), so nothing on the web side imports this module.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
-from workers.provenance import git_commit
+from workers.contract import EVALUATE_JOB_TASK, REQUEUE_PENDING_TASK
+from workers.provenance import hardware_label
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +34,24 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, BrokerUnavailable, DatabaseUnavailable, OSError)
 
 
-def hardware_name(device: str = "auto") -> str:
-    import torch
-
-    if device != "cpu" and torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    from workers.provenance import cpu_model
-
-    return f"CPU: {cpu_model()} ({torch.get_num_threads()} threads)"
-
-
-@shared_task(bind=True, name="shelfmark.evaluate_job", max_retries=3, acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, name=EVALUATE_JOB_TASK, max_retries=3, acks_late=True, reject_on_worker_lost=True)
 def evaluate_job(self, job_id: int) -> str:
     """Evaluate one (submission, benchmark) job and record its result on the live board."""
+    from leaderboard import engine
     from leaderboard.submissions import services
-    from leaderboard.submissions.specs import job_spec
     from workers.contract import EngineError
     from workers.evaluate import run_evaluation
 
     transient = _transient_errors()
     try:
-        job = services.job_begin(job_id, hardware=hardware_name())
+        job = services.job_begin(job_id, hardware=hardware_label())
     except transient as exc:
         raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
     if job is None:
         return "already finished"
     started = time.monotonic()
     try:
-        evaluation = run_evaluation(job_spec(job), services.ProgressWriter(job_id))
+        evaluation = run_evaluation(engine.job_spec(job), services.ProgressWriter(job_id))
     except services.JobCancelled:
         return "cancelled"
     except EngineError as exc:
@@ -78,13 +71,15 @@ def evaluate_job(self, job_id: int) -> str:
         log.exception("job %s: unexpected error", job_id)
         services.job_fail(job_id, INTERNAL_ERROR, traceback.format_exc())
         return "failed"
-    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started, code_version=git_commit())
+    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started)
     return "done"
 
 
-@shared_task(name="shelfmark.requeue_pending")
+@shared_task(name=REQUEUE_PENDING_TASK)
 def requeue_pending() -> tuple[int, int]:
-    """Periodic: re-send jobs the broker never took (also run by `manage.py requeue_pending`)."""
+    """Re-send jobs the broker never took. Scheduled by celery beat every SHELFMARK_REQUEUE_INTERVAL_S
+    (leaderboard/celery.py; `./shelfmark up` runs beat inside its worker, docker-compose as a service);
+    also run by `manage.py requeue_pending` and when a worker starts."""
     from leaderboard.submissions.services import jobs_requeue_pending
 
     return jobs_requeue_pending()

@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
-from leaderboard.registry import selectors
+from leaderboard.boards.selectors import board_rows, public_results
 from leaderboard.registry.models import Dataset, Reference, Result, TaskFamily
 
 from . import serializers as api_serializers
@@ -32,7 +32,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if self.action == "retrieve" and self.kwargs.get("slug"):
-            context["board_rows"] = selectors.board_rows(self.get_object())
+            context["board_rows"] = board_rows(self.get_object())
         return context
 
 
@@ -50,7 +50,7 @@ class ResultViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = api_serializers.ResultSerializer
 
     def get_queryset(self):
-        results = selectors.public_results().order_by("dataset__task_family__order", "dataset__order", "-score", "pk")
+        results = public_results().order_by("dataset__task_family__order", "dataset__order", "-score", "pk")
         params = self.request.query_params
         if params.get("dataset"):
             results = results.filter(dataset__slug=params["dataset"])

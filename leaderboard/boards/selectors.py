@@ -1,12 +1,53 @@
-"""Reads of published leaderboard versions: the list, one frozen version, and the diff of two."""
+"""Reads of the leaderboards: the live board of a benchmark (its ranking), its published versions, one
+frozen version, and the diff of two. Pages, the API, exports and publishing all rank through here."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion
+from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
+
+
+def public_results() -> QuerySet[Result]:
+    return Result.objects.filter(is_public=True).select_related("method", "reference", "metric", "dataset")
+
+
+def ranking_key(higher_is_better: bool):
+    """Sort key: best score first, then verified before unverified, then by name (a stable order)."""
+    confidence_rank = {Result.Confidence.HIGH: 0, Result.Confidence.MEDIUM: 1, Result.Confidence.LOW: 2}
+
+    def key(result: Result):
+        score = -result.score if higher_is_better else result.score
+        return (score, confidence_rank.get(result.confidence, 3), result.method.name, result.pk or 0)
+
+    return key
+
+
+def rank_results(results: Iterable[Result], higher_is_better: bool) -> list[Result]:
+    """Order results best first and set `.rank` (competition ranking: equal scores share a rank)."""
+    ranked = sorted(results, key=ranking_key(higher_is_better))
+    previous_score, previous_rank = None, 0
+    for position, result in enumerate(ranked, start=1):
+        if result.score != previous_score:
+            previous_rank = position
+            previous_score = result.score
+        result.rank = previous_rank
+    return ranked
+
+
+def board_rows(dataset: Dataset) -> list[Result]:
+    """The live public board of a benchmark: its public results ranked by score, best first.
+
+    Respects `dataset.metric.higher_is_better` (ILSVRC top-5 error ranks lowest first). Each result
+    gets a `.rank` attribute; method, reference and metric are already loaded.
+    """
+    results = public_results().filter(dataset=dataset)
+    return rank_results(results, dataset.metric.higher_is_better)
+
 
 
 def dataset_or_404(slug_or_benchmark: str) -> Dataset:
@@ -14,8 +55,6 @@ def dataset_or_404(slug_or_benchmark: str) -> Dataset:
     dataset = (Dataset.objects.select_related("metric").filter(slug=slug_or_benchmark).first()
                or Dataset.objects.select_related("metric").filter(engine_benchmark=slug_or_benchmark).first())
     if dataset is None:
-        from django.http import Http404
-
         raise Http404(f"No benchmark '{slug_or_benchmark}'.")
     return dataset
 

@@ -7,9 +7,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_POST
 
-from leaderboard.registry.services import publish_version
-
 from . import selectors
+from .services import publish_version
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 

@@ -3,6 +3,7 @@
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from leaderboard.boards.selectors import board_rows
 from leaderboard.registry import selectors
 from leaderboard.registry.models import Dataset, HistoricalDownload, MissingCell, Reference, Result
 
@@ -67,7 +68,7 @@ def _chart(dataset, rows):
 
 def dataset_detail(request, slug):
     dataset = _dataset_or_404(slug)
-    rows = selectors.board_rows(dataset)
+    rows = board_rows(dataset)
     context = {
         "dataset": dataset,
         "rows": rows,
@@ -83,13 +84,13 @@ def dataset_detail(request, slug):
 
 def dataset_csv(request, slug):
     dataset = _dataset_or_404(slug)
-    response = HttpResponse(board_csv(selectors.board_rows(dataset)), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(board_csv(board_rows(dataset)), content_type="text/csv; charset=utf-8")
     return download_headers(response, f"{dataset.slug}.csv")
 
 
 def dataset_json(request, slug):
     dataset = _dataset_or_404(slug)
-    document = board_document(dataset, selectors.board_rows(dataset))
+    document = board_document(dataset, board_rows(dataset))
     response = JsonResponse(document, json_dumps_params={"indent": 2, "ensure_ascii": False})
     return download_headers(response, f"{dataset.slug}.json")
 

@@ -13,7 +13,7 @@ from .models import (
     Result,
     TaskFamily,
 )
-from .services import publish_version
+from leaderboard.boards.services import publish_version
 
 
 @admin.register(TaskFamily)

@@ -1,7 +1,8 @@
-"""Reads of the registry: ranked boards, the snapshot table of the home page, references with results.
+"""Reads of the registry: the snapshot table of the home page, references with results, the overview.
 
-Every page and the API read through these functions, so "public", "ranked" and "best of a kind" mean
-the same thing everywhere.
+Every page and the API read through these functions and the boards' (leaderboard/boards/selectors.py:
+`public_results`, `rank_results`, `board_rows`), so "public", "ranked" and "best of a kind" mean the
+same thing everywhere.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import Prefetch, QuerySet
+
+from leaderboard.boards.selectors import public_results, rank_results
 
 from .models import Dataset, MissingCell, Reference, Result, TaskFamily
 
@@ -20,43 +23,6 @@ KIND_COLUMNS = {
     Result.Kind.OFF_THE_SHELF: "Off-the-shelf CNN",
     Result.Kind.SPECIALIZED: "Best CNN (fine-tuned / specialized)",
 }
-
-
-def public_results() -> QuerySet[Result]:
-    return Result.objects.filter(is_public=True).select_related("method", "reference", "metric", "dataset")
-
-
-def ranking_key(higher_is_better: bool):
-    """Sort key: best score first, then verified before unverified, then by name (a stable order)."""
-    confidence_rank = {Result.Confidence.HIGH: 0, Result.Confidence.MEDIUM: 1, Result.Confidence.LOW: 2}
-
-    def key(result: Result):
-        score = -result.score if higher_is_better else result.score
-        return (score, confidence_rank.get(result.confidence, 3), result.method.name, result.pk or 0)
-
-    return key
-
-
-def rank_results(results: Iterable[Result], higher_is_better: bool) -> list[Result]:
-    """Order results best first and set `.rank` (competition ranking: equal scores share a rank)."""
-    ranked = sorted(results, key=ranking_key(higher_is_better))
-    previous_score, previous_rank = None, 0
-    for position, result in enumerate(ranked, start=1):
-        if result.score != previous_score:
-            previous_rank = position
-            previous_score = result.score
-        result.rank = previous_rank
-    return ranked
-
-
-def board_rows(dataset: Dataset) -> list[Result]:
-    """The live public board of a benchmark: its public results ranked by score, best first.
-
-    Respects `dataset.metric.higher_is_better` (ILSVRC top-5 error ranks lowest first). Each result
-    gets a `.rank` attribute; method, reference and metric are already loaded.
-    """
-    results = public_results().filter(dataset=dataset)
-    return rank_results(results, dataset.metric.higher_is_better)
 
 
 def best_by_kind(ranked: list[Result]) -> dict[str, Result]:

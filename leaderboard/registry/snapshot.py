@@ -32,7 +32,7 @@ from .models import (
     Result,
     TaskFamily,
 )
-from .services import publish_version
+from leaderboard.boards.services import publish_version
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ten times faster
 

@@ -4,9 +4,9 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 
+from leaderboard import engine
 from leaderboard.registry.models import Dataset, Result
 
-from . import engine
 from .models import Submission
 from .services import SubmissionRequest
 
@@ -38,6 +38,12 @@ class SubmissionForm(forms.Form):
     )
     kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
                              help_text="Which column of the boards the result joins.")
+    multiclass = forms.ChoiceField(
+        label="Multi-class SVMs", choices=Submission.Multiclass.choices, initial=Submission.Multiclass.PAPER,
+        widget=forms.RadioSelect, required=False,   # left out: as the paper
+        help_text="How single-label benchmarks train their linear SVMs. The paper [1] used one-vs-one on some; "
+                  "each result records the scheme it ran. Multi-label VOC 2007 always trains one SVM per class.",
+    )
     benchmarks = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,
         help_text="Each one becomes a job, run with that benchmark's official protocol.",
@@ -58,11 +64,12 @@ class SubmissionForm(forms.Form):
     def clean(self):
         data = super().clean()
         source = data.get("source")
-        if source == Submission.Source.BUILTIN and not data.get("builtin_model"):
+        Source = Submission.Source
+        if source == Source.BUILTIN and not data.get("builtin_model"):
             self.add_error("builtin_model", "Choose a built-in model.")
-        if source == Submission.Source.WEIGHTS and not data.get("architecture"):
+        if source == Source.WEIGHTS and not data.get("architecture"):
             self.add_error("architecture", "Choose the architecture these weights are for.")
-        needs_file = source in (Submission.Source.WEIGHTS, Submission.Source.ONNX, Submission.Source.FEATURES)
+        needs_file = source in (Source.WEIGHTS, Source.ONNX, Source.FEATURES)
         if needs_file and not data.get("upload"):
             self.add_error("upload", "This kind of submission needs a file.")
         return data
@@ -71,11 +78,13 @@ class SubmissionForm(forms.Form):
         data = self.cleaned_data
         upload = data.get("upload")
         source = data["source"]
+        builtin = source == Submission.Source.BUILTIN
         return SubmissionRequest(
             owner=owner, model_name=data["model_name"], source=source, benchmarks=list(data["benchmarks"]),
-            architecture=data["builtin_model"] if source == Submission.Source.BUILTIN else data.get("architecture", ""),
+            architecture=data["builtin_model"] if builtin else data.get("architecture", ""),
             random_init=data.get("random_init", False),
-            upload=Path(upload.temporary_file_path()) if upload is not None and source != "builtin" else None,
+            upload=Path(upload.temporary_file_path()) if upload is not None and not builtin else None,
             upload_name=upload.name if upload is not None else "",
             description=data["description"], paper_url=data["paper_url"], bibtex=data["bibtex"], kind=data["kind"],
+            multiclass=data.get("multiclass") or Submission.Multiclass.PAPER,
         )

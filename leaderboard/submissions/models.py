@@ -20,6 +20,13 @@ class Submission(models.Model):
         FEATURES = "features", "precomputed features (.npz)"
         ONNX = "onnx", "ONNX model"
 
+    class Multiclass(models.TextChoices):
+        """How multi-class benchmarks train their linear SVMs (multi-label VOC always trains one per class)."""
+
+        PAPER = "paper", "as the paper [1]: one-vs-one on MIT67, CUB-200-2011 and Flowers 102, else one-vs-rest"
+        OVR = "ovr", "one-vs-rest on every benchmark"
+        OVO = "ovo", "one-vs-one (with voting) on every benchmark"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
     model_name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -32,6 +39,8 @@ class Submission(models.Model):
     upload_format = models.CharField(max_length=20, blank=True)
     upload_sha256 = models.CharField(max_length=64, blank=True)
     kind = models.CharField(max_length=20, choices=Result.Kind.choices, default=Result.Kind.OFF_THE_SHELF)
+    multiclass = models.CharField(max_length=8, choices=Multiclass.choices, default=Multiclass.PAPER,
+                                  help_text="the submitter's choice; each job records what it means on its benchmark")
     is_public = models.BooleanField(default=False)
     method = models.OneToOneField(Method, null=True, blank=True, on_delete=models.SET_NULL, related_name="submission")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -65,7 +74,9 @@ class EvaluationJob(models.Model):
     benchmark = models.CharField(max_length=64, help_text="engine benchmark name")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="evaluation_jobs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    queue = models.CharField(max_length=16, default="cpu")
+    queue = models.CharField(max_length=64, default="cpu", help_text="the Celery queue it was sent to")
+    multiclass = models.CharField(max_length=8, default="ovr",
+                                  help_text="the SVM scheme on this benchmark: ovr (one-vs-rest) or ovo (one-vs-one)")
     task_id = models.CharField(max_length=64, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted the message")
     attempts = models.PositiveIntegerField(default=0)

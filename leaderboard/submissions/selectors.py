@@ -5,6 +5,8 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
 
+from leaderboard import engine
+
 from .models import EvaluationJob, Submission
 
 STAGE_LABELS = {
@@ -15,6 +17,7 @@ STAGE_LABELS = {
     "done": "done",
 }
 # Share of the progress bar each stage covers: extraction is most of the time.
+SVM_SCHEMES = {"ovr": "one-vs-rest", "ovo": "one-vs-one"}
 STAGE_SPAN = {"loading_model": (0, 5), "extracting": (5, 85), "training": (85, 95), "scoring": (95, 100)}
 
 
@@ -68,6 +71,14 @@ def job_eta_seconds(job: EvaluationJob):
     return round((job.total - job.done) / job.images_per_second, 1)
 
 
+def job_protocol(job: EvaluationJob) -> str:
+    """How the job scores its benchmark, in a few words ("linear SVMs, one-vs-one")."""
+    kind = engine.benchmark_kind(job.benchmark)
+    if kind == "classification":
+        return f"linear SVMs, {SVM_SCHEMES.get(job.multiclass, job.multiclass)}"
+    return "ranking by cosine similarity" if kind == "retrieval" else ""
+
+
 def job_status_label(job: EvaluationJob) -> str:
     if job.waiting_for_broker:
         return "queued (waiting for broker)"
@@ -80,6 +91,7 @@ def job_status(job: EvaluationJob, user) -> dict:
         "id": job.pk,
         "benchmark": job.benchmark,
         "dataset": job.dataset.name,
+        "protocol": job_protocol(job),
         "status": job.status,
         "status_label": job_status_label(job),
         "waiting_for_broker": job.waiting_for_broker,

@@ -2,7 +2,8 @@
 
 The form, the `submit` command, the admin and the Celery task all call these functions, so each
 rule lives once: nothing is stored before validation passed, a job row exists before its message is
-sent, and a job produces at most one registry Result however often its task runs.
+sent, and a job produces at most one registry Result however often its task runs. The engine is
+reached through leaderboard/engine.py only; jobs are sent by task name through the Celery app.
 """
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
+from leaderboard import engine
+from leaderboard.celery import app as celery_app
 from leaderboard.registry.models import Dataset, Method, Result
 
-from . import engine
 from .models import EvaluationJob, Submission
-from .validation import SubmissionRefused, check_features, check_onnx, check_weights, sha256_file
+from .validation import SubmissionRefused, check_upload
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,11 @@ class SubmissionRequest:
     upload: Path | None = None          # a file on disk (the upload's temporary file, or a CLI path)
     upload_name: str = ""
     keep_upload: bool = False              # True: copy the file (a CLI path), False: move it (a temp upload)
+    multiclass: str = Submission.Multiclass.PAPER   # the SVM scheme of multi-class benchmarks
     description: str = ""
     paper_url: str = ""
     bibtex: str = ""
     kind: str = Result.Kind.OFF_THE_SHELF
-    extra: dict = field(default_factory=dict)
 
 
 def benchmark_datasets(benchmarks: list[str]) -> dict[str, Dataset]:
@@ -63,10 +67,15 @@ def benchmark_datasets(benchmarks: list[str]) -> dict[str, Dataset]:
     return {name: datasets[name] for name in benchmarks}
 
 
-def validate_request(req: SubmissionRequest) -> dict[str, Dataset]:
-    """Every check that can refuse a submission, before anything is stored. Returns its datasets."""
+def validate_request(req: SubmissionRequest):
+    """Every check that can refuse a submission, before anything is stored.
+
+    Returns its datasets and the engine's inspection of the upload (None for a built-in model).
+    """
     if not req.model_name.strip():
         raise SubmissionRefused("Give the model a name.")
+    if req.multiclass not in Submission.Multiclass.values:
+        raise SubmissionRefused(f"Unknown multi-class scheme '{req.multiclass}'.")
     datasets = benchmark_datasets(req.benchmarks)
     source = req.source
     if source == Submission.Source.BUILTIN:
@@ -74,22 +83,26 @@ def validate_request(req: SubmissionRequest) -> dict[str, Dataset]:
         if req.architecture not in known:
             what = "an architecture the engine knows" if req.random_init else "a built-in model of the engine"
             raise SubmissionRefused(f"'{req.architecture}' is not {what}.")
-    elif source == Submission.Source.WEIGHTS:
+        return datasets, None
+    if source == Submission.Source.WEIGHTS:
         if req.architecture not in engine.architectures():
             raise SubmissionRefused(f"'{req.architecture}' is not an architecture the engine knows.")
         _require_upload(req, "a weights file")
-        req.extra["format"] = check_weights(req.upload, req.architecture)
-    elif source == Submission.Source.ONNX:
+        return datasets, check_upload(source, req.upload, architecture=req.architecture)
+    if source == Submission.Source.ONNX:
         _require_upload(req, "an ONNX file")
-        req.extra["format"] = check_onnx(req.upload)
-    elif source == Submission.Source.FEATURES:
+        return datasets, check_upload(source, req.upload)
+    if source == Submission.Source.FEATURES:
         if len(req.benchmarks) != 1:
             raise SubmissionRefused("Precomputed features are for exactly one benchmark: choose one.")
         _require_upload(req, "a features file (.npz)")
-        req.extra["format"] = check_features(req.upload, req.benchmarks[0])
-    else:
-        raise SubmissionRefused(f"Unknown kind of submission '{source}'.")
-    return datasets
+        return datasets, check_upload(source, req.upload, benchmark=req.benchmarks[0])
+    raise SubmissionRefused(f"Unknown kind of submission '{source}'.")
+
+
+def job_queue() -> str:
+    """The queue new jobs go to: the GPU workers' when settings say one consumes it, else the CPU workers'."""
+    return settings.SHELFMARK_GPU_QUEUE if settings.SHELFMARK_GPU_WORKER else settings.SHELFMARK_CPU_QUEUE
 
 
 def _require_upload(req: SubmissionRequest, what: str) -> None:
@@ -104,28 +117,30 @@ def submission_create(req: SubmissionRequest) -> Submission:
     with `sent_at` empty and `requeue_pending` sends them later. Raises `SubmissionRefused`.
     """
     req.upload = Path(req.upload) if req.upload is not None else None
-    datasets = validate_request(req)
-    kind = req.kind if req.source in (Submission.Source.FEATURES, Submission.Source.ONNX) else Result.Kind.OFF_THE_SHELF
+    datasets, inspection = validate_request(req)
+    Source = Submission.Source
+    kind = req.kind if req.source in (Source.FEATURES, Source.ONNX) else Result.Kind.OFF_THE_SHELF
     stored: Path | None = None
     try:
         with transaction.atomic():
             submission = Submission.objects.create(
                 owner=req.owner, model_name=req.model_name.strip(), description=req.description,
                 paper_url=req.paper_url, bibtex=req.bibtex, source=req.source,
-                architecture=req.architecture if req.source in ("builtin", "weights") else "",
-                random_init=req.random_init and req.source == Submission.Source.BUILTIN, kind=kind,
+                architecture=req.architecture if req.source in (Source.BUILTIN, Source.WEIGHTS) else "",
+                random_init=req.random_init and req.source == Source.BUILTIN, kind=kind, multiclass=req.multiclass,
             )
-            if req.upload is not None and req.source != Submission.Source.BUILTIN:
-                stored = _store_upload(submission, req)
+            if inspection is not None:
+                stored = _store_upload(submission, req, inspection.suffix)
                 submission.upload = str(stored.relative_to(settings.MEDIA_ROOT))
-                submission.upload_format = req.extra.get("format", "")
-                submission.upload_sha256 = sha256_file(stored)
+                submission.upload_format = inspection.format
+                submission.upload_sha256 = inspection.sha256
                 submission.save(update_fields=["upload", "upload_format", "upload_sha256"])
-            queue = "gpu" if settings.SHELFMARK_GPU_QUEUE else "cpu"
+            queue = job_queue()
             for name, dataset in datasets.items():
+                multiclass = engine.resolve_multiclass(name, req.multiclass)
                 job = EvaluationJob.objects.create(
                     submission=submission, benchmark=name, dataset=dataset, queue=queue, task_id=str(uuid.uuid4()),
-                    log=_log_line(f"queued on '{queue}'"),
+                    multiclass=multiclass, log=_log_line(f"queued on '{queue}'"),
                 )
                 transaction.on_commit(lambda job_id=job.pk: job_send(job_id))
     except BaseException:
@@ -135,11 +150,10 @@ def submission_create(req: SubmissionRequest) -> Submission:
     return submission
 
 
-def _store_upload(submission: Submission, req: SubmissionRequest) -> Path:
+def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -> Path:
     folder = Path(settings.MEDIA_ROOT) / "submissions" / str(submission.pk)
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = {"safetensors": ".safetensors", "torch_zip": ".pt", "onnx": ".onnx", "npz": ".npz"}
-    target = folder / f"upload{suffix.get(req.extra.get('format', ''), '')}"
+    target = folder / f"upload{suffix}"
     if req.keep_upload:
         shutil.copyfile(req.upload, target)
     else:
@@ -151,19 +165,14 @@ def _store_upload(submission: Submission, req: SubmissionRequest) -> Path:
 
 def job_send(job_id: int) -> bool:
     """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised."""
-    from kombu.exceptions import OperationalError as BrokerError
-    from redis.exceptions import RedisError
-
-    from workers.tasks import evaluate_job
-
     job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED).first()
     if job is None:
         return False
     try:
         # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
-        with evaluate_job.app.connection_for_write() as connection:
-            evaluate_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False,
-                                     connection=connection)
+        with celery_app.connection_for_write() as connection:
+            celery_app.send_task(engine.EVALUATE_JOB_TASK, args=[job.pk], queue=job.queue, task_id=job.task_id,
+                                 retry=False, connection=connection)
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
         EvaluationJob.objects.filter(pk=job.pk).update(message="waiting for the broker")
@@ -246,7 +255,7 @@ def _stage_line(progress) -> str:
     return line
 
 
-def job_complete(job_id: int, evaluation, *, duration_s: float, code_version: str) -> EvaluationJob:
+def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob:
     """Record a finished evaluation as the job's one registry Result. A second call changes nothing."""
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related(
@@ -255,7 +264,7 @@ def job_complete(job_id: int, evaluation, *, duration_s: float, code_version: st
             return job
         submission = job.submission
         method = _submission_method(submission)
-        provenance = result_provenance(job, evaluation, duration_s=duration_s, code_version=code_version)
+        provenance = result_provenance(job, evaluation, duration_s=duration_s)
         job.result = Result.objects.create(
             dataset=job.dataset, method=method, metric=job.dataset.metric,
             score=evaluation.score * job.dataset.metric.engine_scale,
@@ -267,7 +276,7 @@ def job_complete(job_id: int, evaluation, *, duration_s: float, code_version: st
         job.finished_at = timezone.now()
         job.stage, job.message = "done", ""
         job.done = job.total = max(job.total, 1)
-        job.evaluation = _jsonable(evaluation.to_dict())
+        job.evaluation = engine.json_safe(evaluation.to_dict())
         job.log = _append(job.log, f"done: {evaluation.metric} = {evaluation.score:.6f} in {duration_s:.1f}s")
         job.save()
     return job
@@ -283,20 +292,25 @@ def _submission_method(submission: Submission) -> Method:
     return submission.method
 
 
-def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float, code_version: str) -> dict:
-    """How the number was produced: model and weights, code and protocol versions, hardware, time."""
+def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float) -> dict:
+    """How the number was produced: model and weights, code and protocol versions, hardware, time.
+
+    The weights hash and code version are the engine's (`EvaluationResult.weights_sha256`, its
+    provenance's `git_commit`): the hash of the very file the worker loaded, built-in ones included.
+    """
     submission = job.submission
-    engine_provenance = _jsonable(evaluation.provenance or {})
+    engine_provenance = engine.json_safe(evaluation.provenance or {})
     return {
         "submission": submission.pk,
         "job": job.pk,
         "source": submission.source,
         "model": submission.architecture or submission.model_name,
         "random_init": submission.random_init,
-        "weights_sha256": submission.upload_sha256 or engine_provenance.get("weights_sha256", ""),
-        "code_version": code_version,
+        "weights_sha256": evaluation.weights_sha256,
+        "code_version": engine_provenance.get("git_commit", ""),
+        "multiclass": str(evaluation.protocol.get("multiclass", "")),   # as the engine ran it
         "protocol_version": job.dataset.protocol_version or str(evaluation.protocol.get("version", "")),
-        "protocol": _jsonable(evaluation.protocol or {}),
+        "protocol": engine.json_safe(evaluation.protocol or {}),
         "metric": evaluation.metric,
         "engine_score": evaluation.score,
         "hardware": job.hardware,
@@ -344,13 +358,8 @@ def job_cancel(job: EvaluationJob) -> bool:
 
 
 def _revoke(task_id: str) -> None:
-    from kombu.exceptions import OperationalError as BrokerError
-    from redis.exceptions import RedisError
-
-    from leaderboard.celery import app
-
     try:
-        app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+        celery_app.control.revoke(task_id, terminate=True, signal="SIGTERM")
     except (BrokerError, RedisError, OSError) as exc:  # the job is cancelled in the DB: the task will skip it
         log.warning("could not revoke task %s: %s", task_id, exc)
 
@@ -362,6 +371,27 @@ def submission_make_public(submission: Submission) -> Submission:
         submission.save(update_fields=["is_public"])
         Result.objects.filter(job__submission=submission).update(is_public=True)
     return submission
+
+
+class BundleUnavailable(Exception):
+    """The result's features are no longer stored, so no reproduction bundle can be made."""
+
+
+def job_bundle(job: EvaluationJob) -> Path:
+    """The reproduction zip of `job`'s result, written once under MEDIA_ROOT/bundles, then reused."""
+    media = Path(settings.MEDIA_ROOT)
+    if job.bundle and (media / job.bundle).is_file():
+        return media / job.bundle
+    features = job.evaluation.get("artifacts", {}).get("features.npz")
+    if not features or not Path(features).is_file():
+        raise BundleUnavailable("The features of this result are no longer stored; no bundle can be made.")
+    target = media / "bundles" / f"shelfmark-{job.benchmark}-result-{job.result_id}.zip"
+    engine.write_result_bundle(
+        target, features_npz=Path(features), protocol=job.evaluation.get("protocol", {}),
+        provenance=job.result.provenance, score=job.evaluation["score"], metric=job.evaluation["metric"],
+    )
+    EvaluationJob.objects.filter(pk=job.pk).update(bundle=str(target.relative_to(media)))
+    return target
 
 
 def submissions_hide(submissions) -> None:
@@ -379,9 +409,3 @@ def _append(log_text: str, line: str) -> str:
 def _log_line(line: str) -> str:
     return f"{timezone.now():%H:%M:%S} {line}"
 
-
-def _jsonable(value):
-    """Engine dicts may hold numpy scalars or paths; the JSON fields need plain types."""
-    import json
-
-    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

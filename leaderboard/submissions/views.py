@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from leaderboard.registry.models import HistoricalDownload
 
-from . import bundles, selectors, services
+from . import selectors, services
 from .forms import SubmissionForm
 from .uploads import SizeLimitedUploadHandler
 from .validation import SubmissionRefused
@@ -92,7 +92,10 @@ def job_bundle(request, pk: int):
     job = selectors.job_for(request.user, pk)
     if job.result_id is None:
         raise Http404("This job has no result yet.")
-    path: Path = bundles.job_bundle(job)
+    try:
+        path: Path = services.job_bundle(job)
+    except services.BundleUnavailable as exc:
+        raise Http404(str(exc)) from None
     return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="application/zip")
 
 

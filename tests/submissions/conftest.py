@@ -75,7 +75,7 @@ def feature_cache():
 def _media_and_cache(settings, session_media, feature_cache):
     settings.MEDIA_ROOT = session_media
     settings.SHELFMARK_FEATURE_CACHE = feature_cache
-    settings.SHELFMARK_GPU_QUEUE = False
+    settings.SHELFMARK_GPU_WORKER = False
 
 
 @pytest.fixture(scope="session")
@@ -188,24 +188,6 @@ def _test_database_url(database: dict) -> str:
     return f"postgres://{auth}{host}{port}/{quote(database['NAME'], safe='')}"
 
 
-@pytest.fixture
-def digits(db):
-    """The registry rows a digits submission lands in, with version 0 published (as load_snapshot does)."""
-    from leaderboard.registry.models import Dataset, Method, Metric, Result, TaskFamily
-    from leaderboard.registry.services import publish_version
-
-    family = TaskFamily.objects.create(slug="demo", name="Demo benchmarks", order=99)
-    metric = Metric.objects.create(code="mean_class_accuracy", name="mean class accuracy", unit="%", engine_scale=100)
-    dataset = Dataset.objects.create(slug="digits", name="Digits (demo)", task_family=family, metric=metric,
-                                     engine_benchmark="digits", is_demo=True,
-                                     protocol_version="shelfmark-protocols/1.0")
-    baseline = Method.objects.create(name="Pixels + linear SVM (baseline)")
-    Result.objects.create(dataset=dataset, method=baseline, score=90.0, metric=metric, kind=Result.Kind.NON_CNN,
-                          origin=Result.Origin.REPORTED)
-    publish_version(dataset, note="version 0")
-    return dataset
-
-
 @pytest.fixture(scope="session")
 def features_npz(tmp_path_factory):
     """Noisy 16-d precomputed features for every digits image, keyed by image id."""
@@ -222,14 +204,6 @@ def features_npz(tmp_path_factory):
             vectors[record.id] = (np.eye(16)[label] * 2 + rng.normal(size=16)).astype(np.float32)
     np.savez(path, **vectors)
     return path
-
-
-@pytest.fixture
-def make_user(db, django_user_model):
-    def make(username: str, *, staff: bool = False, password: str = "a-long-test-password"):
-        return django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
-
-    return make
 
 
 @pytest.fixture

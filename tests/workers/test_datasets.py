@@ -21,7 +21,8 @@ from replicas import (
     make_voc2007,
 )
 
-from workers.datasets import READERS, DatasetError, describe, load_dataset, verify_images
+from workers.benchmarks import load_dataset, official_benchmarks
+from workers.datasets import DatasetError, describe, verify_images
 from workers.datasets.base import ClassificationData, RetrievalData
 
 
@@ -224,7 +225,7 @@ def test_ukbench_groups_of_four(tmp_path):
 
 
 def test_registry_names_and_unknown_options(tmp_path):
-    assert set(READERS) == {"voc2007", "mit67", "cub200_2011", "flowers102", "sun397", "caltech101",
+    assert set(official_benchmarks()) == {"voc2007", "mit67", "cub200_2011", "flowers102", "sun397", "caltech101",
                             "caltech256", "holidays", "oxford5k", "paris6k", "ukbench"}
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_dataset("imagenet", tmp_path)
@@ -291,7 +292,7 @@ def test_cli_missing_root_and_list(tmp_path, run_cli):
     assert result.stderr.strip() == f"error: mit67: {tmp_path / 'nowhere'} not found"
     listing = run_cli("datasets", "list")
     assert listing.returncode == 0
-    assert [line.split("\t")[0] for line in listing.stdout.splitlines()] == sorted(READERS)
+    assert [line.split("\t")[0] for line in listing.stdout.splitlines()] == official_benchmarks()
 
 
 def test_voc2007_refuses_class_list_that_disagrees_with_the_split(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.workers.replicas import make_oxford5k, make_sun397, make_ukbench, make_voc2007
+from tests.workers.replicas import make_mit67, make_oxford5k, make_sun397, make_ukbench, make_voc2007
 from tests.workers.test_models import _global_average_pool_onnx
 from workers.contract import EngineError, EvaluationSpec
 from workers.evaluate import run_evaluation
@@ -188,6 +188,29 @@ def test_official_classification_replicas_through_an_onnx_model(tmp_path, colour
     assert voc.metric == "voc07_map" and len(voc.per_class) == 20 and 0 <= voc.score <= 1
     with np.load(voc.artifacts["features.npz"], allow_pickle=False) as npz:
         assert bool(npz["multilabel"]) and npz["train_labels"].shape[1] == 20 and npz["svm_c"].shape == (20,)
+
+
+def test_the_paper_choice_trains_one_vs_one_svms_where_the_paper_did(tmp_path, colour_onnx):
+    # was: Benchmark.paper_multiclass was never read; MIT67, CUB and Flowers were scored one-vs-rest
+    make_mit67(tmp_path / "mit67")
+    spec = {"benchmark": "mit67", "onnx": colour_onnx, "data_root": tmp_path / "mit67", "num_workers": 0,
+            "svm_c": 1.0}
+    assert run_evaluation(EvaluationSpec(**spec, multiclass="paper")).protocol["multiclass"] == "ovo"
+    assert run_evaluation(EvaluationSpec(**spec, multiclass="ovr")).protocol["multiclass"] == "ovr"
+    with pytest.raises(EngineError, match="unknown multiclass scheme 'svm'"):
+        run_evaluation(EvaluationSpec(**spec, multiclass="svm"))
+
+
+def test_the_spec_chooses_the_decode_pipeline(tmp_path, colour_onnx):
+    # was: the device (nvjpeg) decode path was reachable only from bench/ and the tests
+    make_mit67(tmp_path / "mit67")
+    spec = {"benchmark": "mit67", "onnx": colour_onnx, "data_root": tmp_path / "mit67", "num_workers": 0,
+            "svm_c": 1.0, "device": "cpu"}
+    on_device = run_evaluation(EvaluationSpec(**spec, decode="gpu"))   # libjpeg-turbo on CPU, nvjpeg on CUDA
+    with_pil = run_evaluation(EvaluationSpec(**spec, decode="pil"))
+    assert on_device.provenance["model"]["extraction"]["decode"] == "torchvision-cpu"
+    assert with_pil.provenance["model"]["extraction"]["decode"] == "pil"
+    assert on_device.score == with_pil.score == 1.0   # the replica's colours separate its classes either way
 
 
 def test_official_benchmark_without_data_is_a_clear_error():

@@ -29,7 +29,7 @@ def get_item(mapping, key):
 
 
 # Keys shown first in a provenance summary, when present; the rest follow in their own order.
-PROVENANCE_FIRST = ["model", "weights_sha256", "code_version", "protocol_version", "hardware", "device",
+PROVENANCE_FIRST = ["model", "weights_sha256", "multiclass", "code_version", "protocol_version", "hardware", "device",
                     "duration_s", "evaluated_at", "date"]
 
 
@@ -42,7 +42,7 @@ def provenance_summary(provenance, limit=6):
     items = []
     for key in keys[: int(limit)]:
         value = provenance[key]
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) or value in ("", None):   # nested, or nothing to say
             continue
         text = str(value)
         if len(text) == 64 and all(c in "0123456789abcdef" for c in text):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
 from leaderboard.boards.selectors import dataset_or_404
-from leaderboard.registry.services import publish_version
+from leaderboard.boards.services import publish_version
 
 
 class Command(BaseCommand):

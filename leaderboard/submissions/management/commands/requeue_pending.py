@@ -1,4 +1,5 @@
-"""Re-send queued jobs that the broker never took (run it from cron, or after a broker outage)."""
+"""Re-send queued jobs that the broker never took. Celery beat does this every SHELFMARK_REQUEUE_INTERVAL_S;
+this command does it now (after a broker outage, or where no beat runs)."""
 from django.core.management.base import BaseCommand
 
 from leaderboard.submissions.services import jobs_requeue_pending

@@ -23,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--onnx", type=Path, help="an ONNX model instead of --model/--weights")
         parser.add_argument("--features", type=Path, help="precomputed features (.npz) for one benchmark")
         parser.add_argument("--random-init", action="store_true")
+        parser.add_argument("--multiclass", default=Submission.Multiclass.PAPER, choices=Submission.Multiclass.values,
+                            help="multi-class SVMs: as the paper [1] (default), one-vs-rest or one-vs-one")
         parser.add_argument("--benchmark", required=True, action="append", help="engine benchmark (repeatable)")
         parser.add_argument("--public", action="store_true", help="make the submission public at once")
         parser.add_argument("--wait", action="store_true", help="wait for the result and print it as one JSON line")
@@ -47,6 +49,7 @@ class Command(BaseCommand):
         request = services.SubmissionRequest(
             owner=owner, model_name=opts["name"] or opts["model"], source=source, benchmarks=opts["benchmark"],
             architecture=opts["model"], random_init=opts["random_init"], upload=upload, keep_upload=True,
+            multiclass=opts["multiclass"],
         )
         try:
             submission = services.submission_create(request)

@@ -1,9 +1,13 @@
-"""The queue with a real Redis and a real Celery worker: crashes, broker outages, reruns, cancelling."""
+"""The job queue with a real Redis and a real Celery worker: crashes, broker outages, reruns, cancelling,
+and the beat schedule that re-sends jobs that missed the broker."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from submission_helpers import wait_for
@@ -14,6 +18,7 @@ from leaderboard.submissions.models import EvaluationJob
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_onnx(path, *, channels=16):
@@ -147,3 +152,25 @@ def test_submit_command_waits_and_prints_one_json_line(worker, digits, make_user
 
     with pytest.raises(CommandError, match="refused: .*not a built-in model"):
         call_command("submit", "--user", "ada", "--model", "resnet18", "--benchmark", "digits", "--wait")
+
+
+def test_beat_sends_the_requeue_task_on_its_schedule(redis_url, tmp_path):
+    # was: requeue_pending's docstring said "periodic" and nothing scheduled it
+    import redis
+
+    own_db = redis_url.replace("/13", "/14") if redis_url.startswith("redis://") else \
+        redis_url.replace("virtual_host=13", "virtual_host=14")   # no worker consumes this one
+    broker = redis.Redis.from_url(own_db)
+    broker.flushdb()
+    env = {**os.environ, "REDIS_URL": own_db, "SHELFMARK_REQUEUE_INTERVAL_S": "1",
+           "DJANGO_SETTINGS_MODULE": "leaderboard.settings"}
+    beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "leaderboard", "beat", "--schedule",
+                             str(tmp_path / "schedule"), "--loglevel", "INFO"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        messages = wait_for(lambda: broker.lrange("cpu", 0, -1), 60, what="beat to send a message to 'cpu'")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+    assert {json.loads(message)["headers"]["task"] for message in messages} == {"shelfmark.requeue_pending"}
+    broker.flushdb()

@@ -1,4 +1,4 @@
-"""Writes to the registry that carry a rule: publishing an immutable leaderboard version."""
+"""Writes of the leaderboards: publishing a benchmark's live board as an immutable, hashed version."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +7,8 @@ import json
 from django.db import transaction
 from django.db.models import Max
 
-from .models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
+from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
+
 from .selectors import board_rows
 
 

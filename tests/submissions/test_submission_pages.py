@@ -101,3 +101,11 @@ def test_form_script_and_pages_fit(live_server, browser, running_job, tmp_path):
             assert page.evaluate(OVERFLOW) == 0, (url, viewport)
     assert errors == []
     page.close()
+
+
+def test_downloads_lists_the_historical_items(client, digits):
+    from leaderboard.registry.models import HistoricalDownload
+
+    HistoricalDownload.objects.create(what="MIT67 features", size="1.2 GB", dataset=digits)
+    page = client.get("/downloads/").content.decode()
+    assert "MIT67 features" in page and "1.2 GB" in page

@@ -2,8 +2,8 @@
 import pytest
 
 from leaderboard.registry.models import Dataset, Method, Metric, Reference, Result, TaskFamily
-from leaderboard.registry.selectors import board_rows
-from leaderboard.registry.services import VersionExists, publish_version
+from leaderboard.boards.selectors import board_rows
+from leaderboard.boards.services import VersionExists, publish_version
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,334 @@
+"""Opening files that users give the engine (weights, ONNX graphs, precomputed features) safely.
+
+The model registry, the evaluation and the upload check (`workers.uploads.inspect_upload`) read
+such files only through here, so what is accepted, how it is opened and what a refusal says are
+written once. The order is the rule:
+
+1. the format is sniffed from the first bytes, never from the file's name (`sniff_format`);
+2. the file is opened only by a loader that cannot run code: safetensors, `torch.load(weights_only=
+   True)`, protobuf without external data for ONNX, `numpy.load(allow_pickle=False)` once the .npy
+   headers were bounded (a small deflated member can declare gigabytes);
+3. the content is checked against what it is for: the architecture (names and shapes, in
+   `workers.models`), or the benchmark (one finite vector of one length per image).
+
+Every refusal is an `UploadRefused` subclass (workers/contract.py) whose message is one sentence
+for the submitter; callers branch on the class, never on the text.
+"""
+from __future__ import annotations
+
+import json
+import pickletools
+import struct
+import zipfile
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workers.contract import (
+    FeaturesMismatch,
+    MalformedUpload,
+    UnrecognisedUpload,
+    UnsafeUpload,
+    UploadRefused,
+    UploadTooLarge,
+)
+
+SAFETENSORS = "safetensors"
+TORCH_ZIP = "torch_zip"           # torch.save since PyTorch 1.6: a zip with data.pkl and tensor files
+TORCH_LEGACY = "torch_legacy"     # torch.save's older format: a pickle that starts with torch's magic number
+ONNX = "onnx"
+NPZ = "npz"
+WEIGHT_FORMATS = (SAFETENSORS, TORCH_ZIP, TORCH_LEGACY)
+SUFFIXES = {SAFETENSORS: ".safetensors", TORCH_ZIP: ".pt", TORCH_LEGACY: ".pth", ONNX: ".onnx", NPZ: ".npz"}
+_DESCRIPTIONS = {SAFETENSORS: "safetensors", TORCH_ZIP: "a PyTorch file", TORCH_LEGACY: "a PyTorch file",
+                 ONNX: "an ONNX model", NPZ: "an .npz file"}
+
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+# torch.save's legacy format pickles this number first (torch/serialization.py: MAGIC_NUMBER), protocol 2.
+_TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_PICKLE_SCAN_LIMIT = 64 * 1024 * 1024
+MAX_FEATURE_DIM = 16384     # values per precomputed feature vector (the 2014 features had 4096)
+_MAX_ID_BYTES = 1024        # room per image in the `ids` array of the (ids, features) layout
+
+
+def describe_format(fmt: str) -> str:
+    return _DESCRIPTIONS[fmt]
+
+
+def sniff_format(path: Path) -> str:
+    """The file's format from its first bytes: one of SAFETENSORS, TORCH_ZIP, TORCH_LEGACY, ONNX, NPZ."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if len(head) < 8:
+        raise UnrecognisedUpload("The file is empty or too short to be a model, weights or features file.")
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile as exc:
+            raise MalformedUpload(f"The zip archive is damaged: {exc}.") from None
+        if names and all(name.endswith(".npy") for name in names):
+            return NPZ
+        if any(name.endswith("data.pkl") for name in names):
+            return TORCH_ZIP
+        raise UnrecognisedUpload("The zip archive is neither a PyTorch state_dict (torch.save) nor an .npz file.")
+    if head[:14] == _TORCH_LEGACY_HEAD:
+        return TORCH_LEGACY
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise UnsafeUpload(
+            "Plain pickle files are not accepted (they can run code when loaded), so this one was refused: "
+            "save the weights with torch.save(model.state_dict()) (zip format) or as safetensors."
+        )
+    header_length = struct.unpack("<Q", head[:8])[0]
+    if 2 <= header_length <= min(_SAFETENSORS_MAX_HEADER, size - 8) and head[8:9] == b"{":
+        return SAFETENSORS
+    if head[:1] == b"\x08":  # ModelProto field 1 (ir_version), a varint: how every ONNX file begins
+        return ONNX
+    raise UnrecognisedUpload(
+        "Unrecognised file format: expected safetensors, a PyTorch state_dict (zip), ONNX or .npz."
+    )
+
+
+# ---- weights ------------------------------------------------------------------------------------
+
+def load_state_dict(path: Path) -> dict:
+    """Tensors by name from a weights file, loaded without running any code from it.
+
+    Unwraps the usual checkpoint wrappers ({"state_dict": ...}, {"model": ...}) and DataParallel's
+    "module." prefix. Raises `UploadRefused` (a subclass) with a message for the submitter.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UploadRefused(f"weights file not found: {path.name}")
+    fmt = sniff_format(path)
+    if fmt == SAFETENSORS:
+        state = _load_safetensors(path)
+    elif fmt in (TORCH_ZIP, TORCH_LEGACY):
+        state = _load_torch(path, fmt)
+    else:
+        raise UnrecognisedUpload(
+            f"Weights must be a safetensors file or a PyTorch state_dict; this file is {describe_format(fmt)}.")
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise MalformedUpload("The weights file is not a state_dict (a mapping of tensor names to tensors).")
+    if all(key.startswith("module.") for key in state):   # saved from DataParallel
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+def _load_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        with open(path, "rb") as handle:
+            header_length = struct.unpack("<Q", handle.read(8))[0]
+            json.loads(handle.read(header_length))
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, ValueError, OSError, struct.error) as exc:
+        raise MalformedUpload(f"The safetensors file is malformed: {_first_line(exc)}") from None
+
+
+def _load_torch(path: Path, fmt: str) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # PyTorch's own message advises loading with weights_only=False, exactly what must not happen
+        # to an untrusted file: the submitter is told what was found instead.
+        found = [name for name in _pickle_globals(path, fmt) if not _is_tensor_global(name)]
+        example = f" (it refers to {found[0]})" if found else ""
+        raise UnsafeUpload(
+            f"The weights file contains Python objects other than tensors{example} and was refused: it could "
+            "run code when loaded. Save only the tensors: torch.save(model.state_dict()) or safetensors."
+        ) from None
+    except (RuntimeError, ValueError, EOFError, OSError, AttributeError, zipfile.BadZipFile) as exc:
+        raise MalformedUpload(f"The PyTorch file could not be read: {_first_line(exc)}") from None
+
+
+def _pickle_globals(path: Path, fmt: str) -> list[str]:
+    """The "module.name" globals a pickle imports, read with pickletools (which parses, never runs)."""
+    try:
+        if fmt == TORCH_ZIP:
+            with zipfile.ZipFile(path) as archive:
+                member = next(name for name in archive.namelist() if name.endswith("data.pkl"))
+                data = archive.read(member)[:_PICKLE_SCAN_LIMIT]
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(_PICKLE_SCAN_LIMIT)
+                data = data[len(_TORCH_LEGACY_HEAD) + 1:]   # the magic number pickle, then the protocol's
+        names, strings = [], []
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                names.append(str(argument).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(argument, str):
+                strings.append(argument)
+        return names
+    except Exception:   # a best-effort example for the message: a malformed pickle names nothing
+        return []
+
+
+def _is_tensor_global(name: str) -> bool:
+    return name.startswith(("torch.", "collections.OrderedDict", "_codecs.encode"))
+
+
+# ---- ONNX ---------------------------------------------------------------------------------------
+
+def check_onnx(path: Path) -> str:
+    """A self-contained, valid ONNX graph with an input and an output; returns ONNX."""
+    path = Path(path)
+    if not path.is_file():
+        raise UploadRefused(f"ONNX file not found: {path.name}")
+    try:
+        fmt = sniff_format(path)
+    except UploadRefused as exc:
+        raise UnrecognisedUpload(f"The file is not a loadable ONNX model: {exc}") from None
+    if fmt != ONNX:
+        raise UnrecognisedUpload(f"Expected an ONNX model; this file is {describe_format(fmt)}.")
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise MalformedUpload(f"The ONNX model is invalid: {_first_line(exc)}") from None
+    # One file is uploaded, so every tensor must be inside it. A tensor stored "externally" names a
+    # file that onnxruntime would read from the worker's disk (and the checker resolves against the
+    # working directory, so the message would tell whether that file exists): refused before any check.
+    external = [tensor.name for tensor in _get_all_tensors(model) if uses_external_data(tensor)]
+    if external:
+        raise UnsafeUpload(
+            f"The ONNX model keeps tensor '{external[0]}' in an external file; upload a single "
+            "self-contained .onnx file (onnx.save(model) without save_as_external_data).")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise MalformedUpload(f"The ONNX model is invalid: {_first_line(exc)}") from None
+    if not model.graph.input or not model.graph.output:
+        raise MalformedUpload("The ONNX model has no input or no output.")
+    return fmt
+
+
+# ---- precomputed features -----------------------------------------------------------------------
+
+@dataclass
+class FeatureTable:
+    """Precomputed features by key: an image id, or `query/<image id>` for a query cropped to its box."""
+
+    vectors: dict[str, np.ndarray]
+    dim: int
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+def read_features(path: Path, *, max_images: int) -> FeatureTable:
+    """Read an .npz of features for a benchmark of `max_images` images, refusing what can't be one.
+
+    Two layouts, as the evaluation reads them: one array per image id (`np.savez(f, **{id: vector})`),
+    or `ids` (n,) with `features` (n, D). Every vector is 1-D, finite and of one length. At most two
+    vectors per image (the image and its cropped query) are admitted, checked from the headers first.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UploadRefused(f"features file not found: {path.name}")
+    fmt = sniff_format(path)
+    if fmt != NPZ:
+        raise UnrecognisedUpload(f"Precomputed features must be an .npz file; this file is {describe_format(fmt)}.")
+    _check_npz_size(path, max_images)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if {"ids", "features"} <= set(archive.files):
+                ids, matrix = [str(i) for i in archive["ids"]], archive["features"]
+                if matrix.ndim != 2 or len(matrix) != len(ids):
+                    raise FeaturesMismatch(
+                        f"'features' must be an (n, D) array with n = len(ids) = {len(ids)}, got {matrix.shape}.")
+                vectors = dict(zip(ids, matrix))
+            else:
+                vectors = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise MalformedUpload(f"The .npz file could not be read: {_first_line(exc)}") from None
+    if not vectors:
+        raise FeaturesMismatch("The features file contains no features.")
+    dims = set()
+    for key, vector in vectors.items():
+        if vector.ndim != 1 or not np.issubdtype(vector.dtype, np.number):
+            raise FeaturesMismatch(f"Feature '{key}' must be a 1-D numeric vector, got shape {vector.shape}.")
+        if not np.all(np.isfinite(vector)):
+            raise FeaturesMismatch(
+                f"Feature '{key}' contains NaN or infinite values (features that are not finite can't be scored).")
+        dims.add(vector.shape[0])
+    if len(dims) > 1:
+        raise FeaturesMismatch(f"The feature vectors have different lengths: {sorted(dims)[:5]}; every feature "
+                               "must be one vector of the same length.")
+    return FeatureTable(vectors=vectors, dim=dims.pop())
+
+
+def check_features_cover(table: FeatureTable, expected_ids: Collection[str], *, benchmark: str) -> None:
+    """Exactly one vector per image of the benchmark; `query/<id>` entries (cropped queries) allowed."""
+    expected = set(expected_ids)
+    missing = expected - set(table.vectors)
+    unknown = {key for key in table.vectors if key not in expected and key.removeprefix("query/") not in expected}
+    if missing or unknown:
+        raise FeaturesMismatch(
+            f"The features don't match {benchmark}: {len(table)} vectors for its {len(expected)} images "
+            f"({len(missing)} image ids missing, {len(unknown)} unknown ids)."
+        )
+
+
+def _check_npz_size(path: Path, n_images: int) -> None:
+    """Refuse an .npz whose arrays would not fit the benchmark, reading only the .npy headers.
+
+    A deflated member can expand ~1000x and a header can declare any shape, so `np.load` alone would
+    let a small upload allocate gigabytes. At most two vectors per image (the image and its cropped
+    query) of at most MAX_FEATURE_DIM values, plus the `ids` array, may exist.
+    """
+    max_members = 2 * n_images + 2
+    budget = 2 * n_images * (MAX_FEATURE_DIM * 8 + _MAX_ID_BYTES)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > max_members:
+                raise UploadTooLarge(
+                    f"The .npz file has {len(members)} arrays; the benchmark has {n_images} images.")
+            total = 0
+            for member in members:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise UnsafeUpload(f"Array '{member.filename}' holds Python objects; only numbers are "
+                                       "accepted (object arrays are pickles and are never loaded).")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > member.file_size:
+                    raise MalformedUpload(f"Array '{member.filename}' declares {declared} bytes but holds "
+                                          f"only {member.file_size}: the file is truncated or malformed.")
+                total += member.file_size
+            if total > budget:
+                raise UploadTooLarge(
+                    f"The features take {total / 2**20:.0f} MiB uncompressed, more than {n_images} images "
+                    f"of at most {MAX_FEATURE_DIM} values each can need."
+                )
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise MalformedUpload(f"The .npz file could not be read: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
