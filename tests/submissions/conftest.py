@@ -220,3 +220,14 @@ def assert_nothing_stored(session_media):
         assert set(media_files(session_media)) == before
 
     return check
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("ada")
+
+
+@pytest.fixture
+def client_as_owner(client, owner):
+    client.force_login(owner)
+    return client

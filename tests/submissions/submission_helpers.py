@@ -1,6 +1,10 @@
-"""Small helpers shared by the submission tests."""
+"""Small helpers shared by the submission tests: waiting, files on disk, hostile payloads, form posts."""
 import time
 from pathlib import Path
+
+import numpy as np
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
@@ -25,3 +29,31 @@ class CreatesAFile:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def post_submission(client, upload_name, content, **fields):
+    """POST the submission form with a weights upload for resnet18 on digits (fields override)."""
+    data = {"model_name": "My net", "source": "weights", "architecture": "resnet18", "benchmarks": ["digits"],
+            "kind": "off_the_shelf", **fields}
+    data["upload"] = SimpleUploadedFile(upload_name, content)
+    return client.post(reverse("submission-new"), data)
+
+
+def features_post(client, content: bytes, name="features.npz", **extra):
+    """POST the submission form with a precomputed-features upload for digits."""
+    data = {"model_name": "My features", "source": "features", "benchmarks": ["digits"], "kind": "off_the_shelf",
+            "upload": SimpleUploadedFile(name, content), **extra}
+    return client.post(reverse("submission-new"), data)
+
+
+def digits_features(path, *, dim=8, drop=0, nan=False):
+    """A features .npz for digits, one vector per image id: `drop` ids left out, one NaN if `nan`."""
+    from workers.benchmarks import load_digits_benchmark
+
+    data = load_digits_benchmark()
+    ids = [r.id for split in data.splits.values() for r in split]
+    vectors = {image_id: np.ones(dim, dtype=np.float32) for image_id in ids[drop:]}
+    if nan:
+        vectors[ids[-1]][3] = np.nan
+    np.savez(path, **vectors)
+    return path

@@ -8,46 +8,12 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
-from submission_helpers import CreatesAFile
+from submission_helpers import CreatesAFile, digits_features, features_post, post_submission
 
 from leaderboard.submissions.models import Submission
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 from leaderboard.submissions.validation import SubmissionRefused, check_upload
 from workers import safeload
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("ada")
-
-
-@pytest.fixture
-def client_as_owner(client, owner):
-    client.force_login(owner)
-    return client
-
-
-def post_submission(client, upload_name, content, **fields):
-    data = {"model_name": "My net", "source": "weights", "architecture": "resnet18", "benchmarks": ["digits"],
-            "kind": "off_the_shelf", **fields}
-    data["upload"] = SimpleUploadedFile(upload_name, content)
-    return client.post(reverse("submission-new"), data)
-
-
-def features_post(client, content: bytes, name="features.npz", **extra):
-    data = {"model_name": "My features", "source": "features", "benchmarks": ["digits"], "kind": "off_the_shelf",
-            "upload": SimpleUploadedFile(name, content), **extra}
-    return client.post(reverse("submission-new"), data)
-
-
-def digits_features(path, dim=8):
-    from workers.benchmarks import load_digits_benchmark
-
-    data = load_digits_benchmark()
-    np.savez(path, **{r.id: np.ones(dim, dtype=np.float32) for split in data.splits.values() for r in split})
-    return path
 
 
 def npy_header(shape, dtype="<f8") -> bytes:
@@ -225,21 +191,9 @@ def test_a_malformed_or_truncated_onnx_file_is_refused(tmp_path):
 
 # -- precomputed features ------------------------------------------------------------------------
 
-def _digits_features(tmp_path, *, drop=0, nan=False):
-    from workers.benchmarks import load_digits_benchmark
-
-    data = load_digits_benchmark()
-    ids = [r.id for split in data.splits.values() for r in split]
-    vectors = {image_id: np.ones(8, dtype=np.float32) for image_id in ids[drop:]}
-    if nan:
-        vectors[ids[-1]][3] = np.nan
-    path = tmp_path / "features.npz"
-    np.savez(path, **vectors)
-    return path
-
 
 def test_features_with_the_wrong_count_are_refused(client_as_owner, digits, tmp_path, assert_nothing_stored):
-    path = _digits_features(tmp_path, drop=3)
+    path = digits_features(tmp_path / "features.npz", drop=3)
     response = post_submission(client_as_owner, "features.npz", path.read_bytes(), source="features")
 
     assert response.status_code == 400
@@ -248,7 +202,7 @@ def test_features_with_the_wrong_count_are_refused(client_as_owner, digits, tmp_
 
 
 def test_features_with_nan_are_refused(client_as_owner, digits, tmp_path, assert_nothing_stored):
-    path = _digits_features(tmp_path, nan=True)
+    path = digits_features(tmp_path / "features.npz", nan=True)
     response = post_submission(client_as_owner, "features.npz", path.read_bytes(), source="features")
 
     assert response.status_code == 400
@@ -257,7 +211,7 @@ def test_features_with_nan_are_refused(client_as_owner, digits, tmp_path, assert
 
 
 def test_valid_features_are_accepted(owner, digits, tmp_path):
-    path = _digits_features(tmp_path)
+    path = digits_features(tmp_path / "features.npz")
     submission = submission_create(SubmissionRequest(owner=owner, model_name="My features", source="features",
                                                      benchmarks=["digits"], upload=path, keep_upload=True))
     assert submission.upload_format == "npz"

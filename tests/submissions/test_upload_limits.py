@@ -2,52 +2,15 @@
 and the submitter's file name never used on disk or shown unescaped."""
 import secrets
 
-import numpy as np
-import pytest
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from submission_helpers import digits_features, features_post, post_submission
+
 from leaderboard.submissions.models import Submission
 from leaderboard.submissions.uploads import SizeLimitedUploadHandler
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("ada")
-
-
-@pytest.fixture
-def client_as_owner(client, owner):
-    client.force_login(owner)
-    return client
-
-
-def post_submission(client, upload_name, content, **fields):
-    data = {"model_name": "My net", "source": "weights", "architecture": "resnet18", "benchmarks": ["digits"],
-            "kind": "off_the_shelf", **fields}
-    data["upload"] = SimpleUploadedFile(upload_name, content)
-    return client.post(reverse("submission-new"), data)
-
-
-@pytest.fixture
-def ada(make_user):
-    return make_user("ada")
-
-
-def features_post(client, content: bytes, name="features.npz", **extra):
-    data = {"model_name": "My features", "source": "features", "benchmarks": ["digits"], "kind": "off_the_shelf",
-            "upload": SimpleUploadedFile(name, content), **extra}
-    return client.post(reverse("submission-new"), data)
-
-
-def digits_features(path, dim=8):
-    from workers.benchmarks import load_digits_benchmark
-
-    data = load_digits_benchmark()
-    np.savez(path, **{r.id: np.ones(dim, dtype=np.float32) for split in data.splits.values() for r in split})
-    return path
 
 
 def test_an_oversized_upload_is_stopped_with_the_limit_in_the_message(client_as_owner, digits, settings,
@@ -60,10 +23,10 @@ def test_an_oversized_upload_is_stopped_with_the_limit_in_the_message(client_as_
     assert_nothing_stored()
 
 
-def test_the_upload_limit_counts_every_file_of_the_request(client, ada, digits, settings, assert_nothing_stored):
+def test_the_upload_limit_counts_every_file_of_the_request(client, owner, digits, settings, assert_nothing_stored):
     # was: the count restarted for each file, so 100 files just under the limit each were written to disk
     settings.SHELFMARK_MAX_UPLOAD_BYTES = 50_000
-    client.force_login(ada)
+    client.force_login(owner)
     response = client.post(reverse("submission-new"), {
         "model_name": "x", "source": "features", "benchmarks": ["digits"], "kind": "off_the_shelf",
         "extra": SimpleUploadedFile("a.bin", b"\1" * 30_000),
@@ -90,8 +53,8 @@ def test_an_anonymous_upload_is_redirected_before_its_body_is_read(digits, monke
     assert chunks == []
 
 
-def test_the_uploaded_file_name_never_reaches_the_disk_or_the_page(client, ada, digits, tmp_path, session_media):
-    client.force_login(ada)
+def test_the_uploaded_file_name_never_reaches_the_disk_or_the_page(client, owner, digits, tmp_path, session_media):
+    client.force_login(owner)
     content = digits_features(tmp_path / "f.npz").read_bytes()
     response = features_post(client, content, name="../../<img src=x onerror=alert(1)>.npz",
                              model_name="<script>alert(1)</script>")
