@@ -2,11 +2,9 @@
 and the submitter's file name never used on disk or shown unescaped."""
 import secrets
 
-
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-
 from submission_helpers import digits_features, features_post, post_submission
 
 from leaderboard.submissions.models import Submission
