@@ -1,7 +1,7 @@
 # Shelfmark image: web (gunicorn) and Celery workers share it.
 FROM python:3.11-slim-bookworm
 
-ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH
+ENV PYTHONUNBUFFERED=1 UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir uv
 WORKDIR /app
 COPY pyproject.toml uv.lock ./

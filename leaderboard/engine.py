@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from leaderboard.submissions.models import EvaluationJob, Submission
-from workers import uploads
+from workers import families, uploads
 from workers.benchmarks import BENCHMARKS, PAPER, get_benchmark
 from workers.contract import EVALUATE_JOB_TASK, EngineError, EvaluationSpec, UploadRefused, json_safe
 from workers.datasets.base import DatasetError
@@ -26,8 +26,10 @@ from workers.provenance import file_sha256
 
 __all__ = [
     "EVALUATE_JOB_TASK", "PAPER", "DatasetError", "EngineError", "UploadRefused", "architectures", "benchmark_kind",
-    "builtin_models", "data_root", "data_roots", "file_sha256", "inspect_upload", "job_output_dir", "job_spec",
-    "json_safe", "loader_workers", "paper_multiclass", "resolve_multiclass", "runnable_benchmarks",
+    "builtin_models", "check_model_options", "data_root", "data_roots", "engine_architectures", "file_sha256",
+    "inspect_upload", "readout_help",
+    "job_output_dir", "job_spec", "json_safe", "library_architectures", "loader_workers", "model_folder",
+    "model_preview", "paper_multiclass", "readouts", "resolve_multiclass", "runnable_benchmarks",
     "write_result_bundle",
 ]
 
@@ -35,6 +37,7 @@ _UPLOAD_KINDS = {
     Submission.Source.WEIGHTS: uploads.WEIGHTS,
     Submission.Source.ONNX: uploads.ONNX,
     Submission.Source.FEATURES: uploads.FEATURES,
+    Submission.Source.MODEL_FOLDER: uploads.MODEL_FOLDER,
 }
 
 
@@ -62,16 +65,43 @@ def runnable_benchmarks() -> list[str]:
 
 def builtin_models() -> list[str]:
     """Models whose (pretrained) weights ship with the engine."""
-    from workers import models
-
-    return [name for name in models.list_models() if models.ARCHITECTURES[name].builtin_weights is not None]
+    return families.builtin_models()
 
 
 def architectures() -> list[str]:
-    """Every architecture the engine can build (weights may be uploaded for any of them)."""
-    from workers import models
+    """Every architecture a weights file may be uploaded for: the engine's, timm:ARCH and open_clip:ARCH."""
+    return families.engine_architectures() + library_architectures()
 
-    return models.list_models()
+
+def library_architectures() -> list[str]:
+    """timm:ARCH and open_clip:ARCH names of the installed libraries (from the index: no torch)."""
+    return families.library_architectures(families.TIMM) + families.library_architectures(families.OPEN_CLIP)
+
+
+def readouts() -> dict[str, list[str]]:
+    """The readouts each family offers."""
+    return {family: list(options) for family, options in families.READOUTS.items()}
+
+
+def readout_help() -> dict[str, str]:
+    """What each readout reads the features from, in a few words."""
+    return dict(families.READOUT_HELP)
+
+
+def engine_architectures() -> list[str]:
+    """The engine's own architectures (torchvision and EfficientNet-Lite)."""
+    return families.engine_architectures()
+
+
+def model_preview(name: str) -> dict:
+    """What a model name or Hub id resolves to (family, preprocessing, readouts, commit), without torch:
+    a Hub repo's configuration files are fetched into the shared cache, never its weights."""
+    return families.preview(name, cache_dir=settings.SHELFMARK_HF_CACHE, token=settings.SHELFMARK_HF_TOKEN)
+
+
+def check_model_options(family: str, readout: str, layer: str) -> None:
+    """Refuse a readout or a layer the model's family does not offer (EngineError)."""
+    families.check_readout(family, readout or None, layer or None)
 
 
 def benchmark_kind(benchmark: str) -> str:
@@ -93,11 +123,19 @@ def resolve_multiclass(benchmark: str, choice: str) -> str:
 
 # ---- uploads ------------------------------------------------------------------------------------
 
-def inspect_upload(source: str, path: Path, *, architecture: str = "", benchmark: str = ""):
+def inspect_upload(source: str, path: Path, *, architecture: str = "", benchmark: str = "",
+                   folder_into: Path | None = None):
     """The engine's check of an uploaded file (`workers.uploads.inspect_upload`) for a submission of
-    `source`; returns its `UploadInspection` (format, sha256, suffix) or raises an `EngineError`."""
+    `source`; returns its `UploadInspection` (format, sha256, suffix) or raises an `EngineError`.
+    A model folder (zip) is extracted into `folder_into` as it is checked."""
     return uploads.inspect_upload(_UPLOAD_KINDS[source], path, architecture=architecture or None,
-                                  benchmark=benchmark or None, data_root=data_root(benchmark) if benchmark else None)
+                                  benchmark=benchmark or None, data_root=data_root(benchmark) if benchmark else None,
+                                  folder_into=folder_into, max_folder_bytes=2 * settings.SHELFMARK_MAX_UPLOAD_BYTES)
+
+
+def model_folder(submission: Submission) -> Path:
+    """Where a submitted model folder is kept, extracted (web and workers share MEDIA_ROOT)."""
+    return Path(settings.MEDIA_ROOT) / "submissions" / str(submission.pk) / "model"
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
@@ -128,11 +166,18 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         num_workers=loader_workers(),
         multiclass=job.multiclass,
         decode=settings.SHELFMARK_DECODE,
+        layer=submission.layer or None,
+        pooling=submission.pooling or "avg",
+        readout=submission.readout or None,
+        hub_cache=Path(settings.SHELFMARK_HF_CACHE),
+        hub_token=settings.SHELFMARK_HF_TOKEN,
     )
     if submission.source == Submission.Source.BUILTIN:
         spec.model, spec.random_init = submission.architecture, submission.random_init
     elif submission.source == Submission.Source.WEIGHTS:
         spec.model, spec.weights = submission.architecture, upload
+    elif submission.source == Submission.Source.MODEL_FOLDER:
+        spec.model_dir = model_folder(submission)
     elif submission.source == Submission.Source.ONNX:
         spec.onnx = upload
     elif submission.source == Submission.Source.FEATURES:

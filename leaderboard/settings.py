@@ -123,6 +123,10 @@ SHELFMARK_FEATURE_CACHE = Path(env_str("SHELFMARK_FEATURE_CACHE", str(VAR_DIR / 
 
 # JPEG decoding in the workers: auto | pil | gpu (batched nvjpeg on CUDA; see workers/extract.py).
 SHELFMARK_DECODE = env_str("SHELFMARK_DECODE", "auto")
+# Models by Hub id: the Hugging Face cache web and workers share (configs and safetensors only), and a
+# token for gated or private repositories. HF_HUB_OFFLINE=1 makes them use the cache alone.
+SHELFMARK_HF_CACHE = Path(env_str("SHELFMARK_HF_CACHE", env_str("HF_HUB_CACHE", str(VAR_DIR / "hf-cache"))))
+SHELFMARK_HF_TOKEN = env_str("SHELFMARK_HF_TOKEN", env_str("HF_TOKEN", "")) or None
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"   # no test reaches the Hub: stand-ins live in local caches
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's chromium, as root, on a machine whose only network is the loopback.

@@ -31,9 +31,11 @@ def test_gpu_worker_reserves_an_nvidia_device():
 
 def test_media_and_feature_volumes_are_persistent():
     data = compose()
-    assert {"media", "features", "pgdata"} <= set(data["volumes"])
+    assert {"media", "features", "pgdata", "hf-cache"} <= set(data["volumes"])
     mounts = data["services"]["worker"]["volumes"]
     assert "media:/data/media" in mounts and "features:/data/features" in mounts
+    assert all("hf-cache:/data/hf-cache" in data["services"][name]["volumes"] for name in ("web", "worker",
+                                                                                          "gpu-worker"))
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")

@@ -3,6 +3,7 @@
     python -m workers datasets list
     python -m workers datasets check NAME ROOT [--verify-images] [--option KEY=VALUE ...]
     python -m workers evaluate ...          (registered by workers/cli_evaluate.py)
+    python -m workers models [NAME]         (workers/cli_models.py)
 
 Each command is a subparser whose handler returns an exit status. Failures a user can act on
 (`EngineError`) print one `error: ...` line on stderr and exit 1, without a traceback.
@@ -113,10 +114,13 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 # ---- entry point ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from workers import cli_models
+
     parser = argparse.ArgumentParser(prog="python -m workers", description="Shelfmark evaluation engine")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_datasets_parser(subparsers)
     add_evaluate_parser(subparsers)
+    cli_models.register(subparsers)
     return parser
 
 

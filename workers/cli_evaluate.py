@@ -17,7 +17,10 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="evaluate a model (or features) on a benchmark")
     source = evaluate.add_argument_group("what to evaluate")
-    source.add_argument("--model", help="architecture name (see workers/models.py), e.g. efficientnet_lite0")
+    source.add_argument("--model", help="a model name: efficientnet_lite0, resnet50, timm:ARCH, open_clip:ARCH, or a "
+                                        "Hub id hf-hub:ORG/NAME[@REVISION] (see 'python -m workers models')")
+    source.add_argument("--model-dir", type=Path, help="a local model folder in timm's, OpenCLIP's or transformers' "
+                                                       "Hub layout (config files + safetensors)")
     source.add_argument("--weights", type=Path, help=".safetensors or state_dict .pth (default: built-in)")
     source.add_argument("--random-init", action="store_true", help="random weights (seed 0): a baseline")
     source.add_argument("--onnx", type=Path, help="an ONNX model whose first output is the feature")
@@ -27,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     evaluate.add_argument("--layer", help="graph node to take features from (default: penultimate)")
     evaluate.add_argument("--pooling", default="avg", choices=("avg", "max"))
+    evaluate.add_argument("--readout", help="OpenCLIP: projected | unprojected; transformers: cls | mean | cls+mean | "
+                                            "last4_cls | pooler (default: the family's)")
+    evaluate.add_argument("--hub-cache", type=Path, help="Hugging Face cache folder (default: HF_HUB_CACHE); "
+                                                         "the token comes from HF_TOKEN")
     evaluate.add_argument("--jitter", action="store_true", help="ten-view jittering (train: kept, test: averaged)")
     evaluate.add_argument("--power-norm", type=float, help="signed power normalisation exponent (0.5 = sqrt)")
     evaluate.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of the features")
@@ -60,6 +67,7 @@ def spec_from_args(args: argparse.Namespace):
     return EvaluationSpec(
         benchmark=args.benchmark, model=args.model, weights=args.weights, random_init=args.random_init,
         onnx=args.onnx, features=args.features, data_root=args.data, device=args.device, layer=args.layer,
+        model_dir=args.model_dir, readout=args.readout, hub_cache=args.hub_cache,
         pooling=args.pooling, jitter=args.jitter, power_norm=args.power_norm, l2_normalize=not args.no_l2,
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
         decode=args.decode,

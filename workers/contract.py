@@ -23,15 +23,22 @@ class EvaluationSpec:
     """What to evaluate: one model (or precomputed features) on one benchmark."""
 
     benchmark: str                       # engine benchmark name: "digits", "skimage_holidays", "voc2007", ...
-    model: str | None = None          # architecture name from the model registry ("efficientnet_lite0")
+    # a model name (workers/families.py): "efficientnet_lite0", "resnet50", "timm:ARCH", "open_clip:ARCH",
+    # or a Hub id "hf-hub:ORG/NAME[@REVISION]"
+    model: str | None = None
     weights: Path | None = None       # safetensors / state_dict file; None = the built-in weights
+    model_dir: Path | None = None     # a local model folder in a Hub layout (timm, OpenCLIP, transformers)
     random_init: bool = False
     onnx: Path | None = None          # an ONNX model file instead of model/weights
     features: Path | None = None      # precomputed features (.npz keyed by image id) instead of a model
     data_root: Path | None = None     # ROOT of the official distribution; demo benchmarks need none
     device: str = "auto"                 # auto | cpu | cuda
-    layer: str | None = None          # None = penultimate
+    layer: str | None = None          # None = penultimate (engine models, timm: any module by name)
     pooling: str = "avg"                 # avg | max, for convolutional maps
+    readout: str | None = None        # OpenCLIP: projected | unprojected; transformers: cls | mean | cls+mean |
+                                         # last4_cls | pooler (workers/families.py READOUTS); None = the default
+    hub_cache: Path | None = None     # the Hugging Face cache the workers share (None: HF_HUB_CACHE)
+    hub_token: str | None = field(default=None, repr=False)   # for gated or private repositories
     jitter: bool = False
     power_norm: float | None = None   # signed power normalisation exponent (0.5 = signed sqrt)
     l2_normalize: bool = True
@@ -52,7 +59,8 @@ class EvaluationSpec:
 
 @dataclass
 class Progress:
-    """One progress report. `stage` is one of: loading_model, extracting, training, scoring, done."""
+    """One progress report. `stage` is one of: downloading (a Hub model's files: bytes), loading_model,
+    extracting, training, scoring, done."""
 
     stage: str
     done: int = 0

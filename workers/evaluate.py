@@ -51,15 +51,23 @@ class _ModelFeatures:
 
     def __init__(self, spec: EvaluationSpec, device: str, progress: ProgressCallback):
         from workers.extract import FeatureCache
-        from workers.models import create_model, create_onnx_model
+        from workers.library_models import create_feature_model
+        from workers.models import create_onnx_model
+
+        def downloaded(done: int, total: int, what: str) -> None:
+            progress(Progress("downloading", done, total, message=what))
 
         if spec.onnx is not None:
-            if spec.model or spec.weights or spec.random_init:
+            if spec.model or spec.weights or spec.random_init or spec.model_dir:
                 raise EngineError("give either an ONNX file or a model name, not both")
             self.model = create_onnx_model(spec.onnx, device=device, pooling=spec.pooling)
-        elif spec.model:
-            self.model = create_model(spec.model, weights=spec.weights, random_init=spec.random_init,
-                                      layer=spec.layer, pooling=spec.pooling)
+        elif spec.model or spec.model_dir:
+            if spec.model and spec.model_dir:
+                raise EngineError("give either a model name or a model folder, not both")
+            self.model = create_feature_model(
+                spec.model, folder=spec.model_dir, weights=spec.weights, random_init=spec.random_init,
+                layer=spec.layer, pooling=spec.pooling, readout=spec.readout, hub_cache=spec.hub_cache,
+                hub_token=spec.hub_token, report=downloaded)
         else:
             raise EngineError("nothing to evaluate: give a model name, an ONNX file or a features file")
         self.spec, self.device, self.progress = spec, device, progress
@@ -69,7 +77,7 @@ class _ModelFeatures:
         self.extraction: dict = {}   # the extractor's pipeline settings (decode: pil | nvjpeg), for provenance
 
     def describe(self) -> dict:
-        keys = ("extractor_version", "decode", "jpeg_decode")
+        keys = ("extractor_version", "decode", "jpeg_decode", "precision", "memory_format", "gpu_micro_batch")
         extraction = {k: self.extraction[k] for k in keys if k in self.extraction}
         return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model", "extraction": extraction}
 
@@ -142,13 +150,13 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     multiclass = benchmark.multiclass(spec.multiclass)
     if benchmark.needs_root and spec.data_root is None:
         benchmark.load(None)   # raises the "needs --data ROOT" error before any model is built
-    if spec.features is not None and (spec.model or spec.onnx):
+    if spec.features is not None and (spec.model or spec.onnx or spec.model_dir):
         raise EngineError("give either a features file or a model, not both")
 
     clock = time.perf_counter()
     source = None
     if spec.features is None:   # a model fails fast, before the benchmark is read
-        report(Progress("loading_model", message=spec.model or str(spec.onnx)))
+        report(Progress("loading_model", message=spec.model or str(spec.onnx or "model folder")))
         source = _ModelFeatures(spec, device, report)
     timings["loading_model"] = time.perf_counter() - clock
 

@@ -41,7 +41,7 @@ from workers.contract import EngineError, Progress, ProgressCallback
 from workers.datasets.base import ImageRecord
 from workers.models import DataConfig
 
-EXTRACTOR_VERSION = "3"   # bump when a change here alters features: it is part of every cache key
+EXTRACTOR_VERSION = "4"   # bump when a change here alters features: it is part of every cache key
 JITTER_VIEWS = 10
 # On CPU, convnets run 2-3x faster per image in batches of a few images than of 32 (the working set
 # stays in cache: EfficientNet-Lite0 on 2 cores, 63 vs 22 images/s): loader batches are split.
@@ -108,17 +108,29 @@ def load_image(record: ImageRecord, draft_size: int | None = None) -> Image.Imag
     return image
 
 
-def _resize_shorter(image: Image.Image, size: int, interpolation: int) -> Image.Image:
-    width, height = image.size
-    scale = size / min(width, height)
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+def resized_shape(width: int, height: int, size: int, mode: str) -> tuple[int, int]:
+    """(width, height) after resizing: the shorter side to `size` ("shorter"), or both sides ("squash").
+
+    The longer side is int(size * long / short), truncated, as torchvision's Resize computes it (and
+    with it timm's, OpenCLIP's and transformers' transforms): features match the libraries' own.
+    """
+    if mode == "squash" or width == height:
+        return size, size
+    if width < height:
+        return size, max(1, int(size * height / width))
+    return max(1, int(size * width / height)), size
+
+
+def _resize(image: Image.Image, size: int, interpolation: int, mode: str) -> Image.Image:
+    new = resized_shape(*image.size, size, mode)
     return image.resize(new, interpolation) if new != image.size else image
 
 
 def _crop_origin(width: int, height: int, size: int, where: str) -> tuple[int, int]:
-    """Top-left corner of the `size` square at `where` ("cc", "tl", "tr", "bl", "br"): both pipelines use it."""
-    left = {"l": 0, "c": (width - size) // 2, "r": width - size}
-    top = {"t": 0, "c": (height - size) // 2, "b": height - size}
+    """Top-left corner of the `size` square at `where` ("cc", "tl", "tr", "bl", "br"): both pipelines use it.
+    The centre is torchvision's CenterCrop's: int(round((side - size) / 2))."""
+    left = {"l": 0, "c": int(round((width - size) / 2.0)), "r": width - size}
+    top = {"t": 0, "c": int(round((height - size) / 2.0)), "b": height - size}
     return left[where[1]], top[where[0]]
 
 
@@ -139,8 +151,9 @@ def preprocess(image: Image.Image, config: DataConfig, jitter: bool = False) -> 
     interpolation = _INTERPOLATION[config.interpolation]
     size = config.input_size
     if not jitter:
-        return _to_uint8_tensor(_crop(_resize_shorter(image, config.resize_size, interpolation), size, "cc"))[None]
-    resized = _resize_shorter(image, decode_size(config, True), interpolation)
+        resized = _resize(image, config.resize_size, interpolation, config.resize_mode)
+        return _to_uint8_tensor(_crop(resized, size, "cc"))[None]
+    resized = _resize(image, decode_size(config, True), interpolation, config.resize_mode)
     views = [_crop(resized, size, where) for where in _JITTER_CROPS]
     views += [view.transpose(Image.FLIP_LEFT_RIGHT) for view in views]
     return torch.stack([_to_uint8_tensor(view) for view in views])
@@ -167,7 +180,7 @@ class ImageViews(_Records):
 
 
 def decode_size(config: DataConfig, jitter: bool) -> int:
-    """The shorter side the preprocessing resizes to: JPEGs need not be decoded any larger."""
+    """The shorter side (both, "squash") the preprocessing resizes to: JPEGs need not be decoded larger."""
     return max(config.input_size, round(config.input_size * _JITTER_SCALE)) if jitter else config.resize_size
 
 
@@ -186,7 +199,7 @@ def pipeline_settings(model: FeatureExtractor, *, jitter: str | None, decode: st
         jpeg_decode = "draft (DCT-scaled) to the resize size"
     else:
         jpeg_decode = "full size, then antialiased torch interpolation; boxes and non-JPEGs as with pil"
-    return {
+    settings = {
         "extractor_version": EXTRACTOR_VERSION,
         "model_hash": model.model_hash,
         "layer": info.get("layer"),
@@ -198,6 +211,9 @@ def pipeline_settings(model: FeatureExtractor, *, jitter: str | None, decode: st
         "decode": decode,
         "jpeg_decode": jpeg_decode,
     }
+    if info.get("readout"):   # library families: what the vector is read from (CLS, mean, projected, ...)
+        settings["readout"] = info["readout"]
+    return settings
 
 
 # --- the device decode pipeline ("gpu"): bytes in the workers, decode + resize on the device ---
@@ -352,8 +368,7 @@ def preprocess_decoded(images: Sequence[torch.Tensor], config: DataConfig, jitte
     for i, image in enumerate(images):
         groups.setdefault((int(image.shape[-2]), int(image.shape[-1])), []).append(i)
     for (height, width), members in groups.items():
-        scale = target / min(width, height)
-        new = (max(1, round(height * scale)), max(1, round(width * scale)))
+        new = resized_shape(width, height, target, config.resize_mode)[::-1]   # (height, width)
         per_chunk = max(1, _RESIZE_CHUNK_VALUES // (3 * max(height * width, new[0] * new[1])))
         for start in range(0, len(members), per_chunk):
             chunk = members[start:start + per_chunk]
@@ -454,7 +469,7 @@ def extract_features(
     device = resolve_device(device)
     pipeline = resolve_decode(decode, device)
     ids = [record.id for record in records]
-    settings = pipeline_settings(model, jitter=jitter, decode=pipeline)
+    settings = {**pipeline_settings(model, jitter=jitter, decode=pipeline), **precision(model, device)}
     if settings_out is not None:
         settings_out.update(settings)
     key = FeatureCache.key(dataset, split, settings, ids) if cache is not None else None
@@ -466,8 +481,11 @@ def extract_features(
                 progress(Progress("extracting", len(ids), len(ids), 0.0, f"{split}: from the feature cache"))
             return cached
 
+    fit = MemoryFit()
     features = _run(model, records, device, batch_size, num_workers, jitter is not None, progress, split,
-                    on_device_decode=pipeline != "pil")
+                    on_device_decode=pipeline != "pil", fit=fit)
+    if settings_out is not None and fit.size:
+        settings_out["gpu_micro_batch"] = fit.size
     features = features.astype(np.float16).astype(np.float32)
     if jitter == "average":
         features = features.mean(axis=1).astype(np.float16).astype(np.float32)
@@ -478,16 +496,51 @@ def extract_features(
     return features
 
 
-def forward(model, images: torch.Tensor, *, on_cuda: bool) -> torch.Tensor:
-    """The model on a normalised batch: bf16 autocast on CUDA, CPU micro-batches in fp32."""
+class MemoryFit:
+    """Runs a forward pass in the largest micro-batch that fits the device's memory.
+
+    The first batch runs whole; on running out of memory it is halved until it fits, and later
+    batches start at the size that fitted (big models: a ViT-g at batch 128 does not fit every GPU).
+    """
+
+    def __init__(self, out_of_memory: type[BaseException] = torch.cuda.OutOfMemoryError):
+        self.out_of_memory = out_of_memory
+        self.size: int | None = None   # the micro-batch that fitted; None: whole batches so far
+
+    def __call__(self, run, images: torch.Tensor) -> torch.Tensor:
+        while True:
+            size = self.size or len(images)
+            try:
+                return torch.cat([run(chunk) for chunk in images.split(size)]) if size < len(images) else run(images)
+            except self.out_of_memory:
+                if size == 1:
+                    raise EngineError("one image does not fit in the GPU's memory at this model's input size") from None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.size = max(1, size // 2)
+
+
+def forward(model, images: torch.Tensor, *, on_cuda: bool, fit: MemoryFit | None = None) -> torch.Tensor:
+    """The model on a normalised batch: bf16 autocast on CUDA in micro-batches that fit its memory,
+    CPU micro-batches in fp32."""
     if on_cuda:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=isinstance(model, torch.nn.Module)):
-            return model(images)
+        def run(chunk: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=isinstance(model, torch.nn.Module)):
+                return model(chunk)
+
+        return (fit or MemoryFit())(run, images)
     return torch.cat([model(chunk) for chunk in images.split(CPU_MICRO_BATCH)])
 
 
+def precision(model, device: str) -> dict:
+    """The arithmetic the forward pass runs in (it changes the features: part of the cache key)."""
+    if device == "cuda" and isinstance(model, torch.nn.Module):
+        return {"precision": "bfloat16 autocast", "memory_format": "channels_last"}
+    return {"precision": "float32", "memory_format": "channels_last" if isinstance(model, torch.nn.Module) else None}
+
+
 def _run(model, records, device, batch_size, num_workers, jitter, progress, split, *,
-         on_device_decode: bool = False) -> np.ndarray:
+         on_device_decode: bool = False, fit: MemoryFit | None = None) -> np.ndarray:
     if not records:
         raise EngineError(f"no images to extract ({split or 'split'} is empty)")
     config = model.data_config
@@ -519,7 +572,7 @@ def _run(model, records, device, batch_size, num_workers, jitter, progress, spli
                 batch = batch.to(device, non_blocking=on_cuda).float()
             n, views = batch.shape[:2]
             images = ((batch.flatten(0, 1) - mean) / std).contiguous(memory_format=torch.channels_last)
-            out = forward(model, images, on_cuda=on_cuda).float().reshape(n, views, -1)
+            out = forward(model, images, on_cuda=on_cuda, fit=fit).float().reshape(n, views, -1)
             if on_cuda:
                 # copy back without waiting, so the next batch is fetched and decoded while this one runs
                 ready = torch.cuda.Event()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,27 +36,11 @@ from torch import nn
 
 from workers import safeload
 from workers.contract import EngineError, WeightsMismatch
+from workers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, TFLITE_MEAN, TFLITE_STD, DataConfig
 from workers.provenance import file_sha256
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TFLITE_MEAN = (127.0 / 255,) * 3
-TFLITE_STD = (128.0 / 255,) * 3
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How images are prepared for a model: resize the shorter side, centre-crop, normalise."""
-
-    input_size: int = 224          # the crop fed to the network (square)
-    resize_size: int = 256         # shorter side after resizing, before the centre crop
-    mean: tuple[float, float, float] = IMAGENET_MEAN   # on [0, 1] pixels
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"   # bilinear | bicubic
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "DataConfig", "FeatureModel", "create_model", "create_onnx_model",
+           "list_models"]
 
 @dataclass(frozen=True)
 class _Architecture:
@@ -126,7 +110,7 @@ class FeatureModel(nn.Module):
     """A network cut at the feature layer: (N, 3, H, W) normalised batch -> (N, D) features."""
 
     def __init__(self, name: str, network: nn.Module, data_config: DataConfig, model_hash: str,
-                 weights_source: str, layer: str | None, pooling: str):
+                 weights_source: str, layer: str | None, pooling: str, extra: dict | None = None):
         super().__init__()
         self.name = name
         self.network = network
@@ -135,6 +119,7 @@ class FeatureModel(nn.Module):
         self.weights_source = weights_source
         self.layer = layer
         self.pooling = pooling
+        self.extra = extra or {}   # library families: family, readout, hub repo and commit, library version
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.network(images)
@@ -151,6 +136,7 @@ class FeatureModel(nn.Module):
             "layer": self.layer or "penultimate",
             "pooling": self.pooling,
             "data_config": self.data_config.to_dict(),
+            **self.extra,
         }
 
 

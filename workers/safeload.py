@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pickletools
+import re
 import struct
 import zipfile
 from collections.abc import Collection
@@ -125,14 +126,28 @@ def load_state_dict(path: Path) -> dict:
     return state
 
 
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file (names, dtypes, shapes, offsets), without reading tensors."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            header_length = struct.unpack("<Q", handle.read(8))[0]
+            if not 2 <= header_length <= _SAFETENSORS_MAX_HEADER:
+                raise ValueError(f"header length {header_length}")
+            header = json.loads(handle.read(header_length))
+    except (ValueError, OSError, struct.error) as exc:
+        raise MalformedUpload(f"The safetensors file is malformed: {_first_line(exc)}") from None
+    if not isinstance(header, dict):
+        raise MalformedUpload("The safetensors file is malformed: its header is not a JSON object")
+    return header
+
+
 def _load_safetensors(path: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    safetensors_header(path)
     try:
-        with open(path, "rb") as handle:
-            header_length = struct.unpack("<Q", handle.read(8))[0]
-            json.loads(handle.read(header_length))
         return load_file(str(path), device="cpu")
     except (SafetensorError, ValueError, OSError, struct.error) as exc:
         raise MalformedUpload(f"The safetensors file is malformed: {_first_line(exc)}") from None
@@ -332,3 +347,67 @@ def _check_npz_size(path: Path, n_images: int) -> None:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+# ---- model folders (a zip of a Hub layout) ------------------------------------------------------
+
+MODEL_FOLDER_FILES = ("config.json", "preprocessor_config.json", "open_clip_config.json", "model.safetensors",
+                      "open_clip_model.safetensors", "model.safetensors.index.json")
+_SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+_LEFT_OUT = re.compile(r"^(README(\.md)?|\.gitattributes|LICEN[SC]E(\.\w+)?)$", re.IGNORECASE)
+MAX_FOLDER_MEMBERS = 64
+
+
+def extract_model_folder(path: Path, target: Path, *, max_bytes: int) -> list[str]:
+    """Extract a zip of a model folder (timm, OpenCLIP or transformers layout) into `target`.
+
+    Only the layouts' configuration and safetensors files are written (README, LICENSE and
+    .gitattributes are left out); anything else (code, pickles, links, absolute or escaping paths)
+    refuses the whole archive. Files may sit in one top-level folder. At most `max_bytes` are
+    written, counted as they are written (a zip's declared sizes are not trusted). Returns the names.
+    """
+    import shutil
+    import stat
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise MalformedUpload(f"The model folder is not a readable zip archive: {exc}.") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if not members or len(members) > MAX_FOLDER_MEMBERS:
+            raise UploadTooLarge(f"The zip holds {len(members)} files; a model folder holds 1 to {MAX_FOLDER_MEMBERS}.")
+        tops = {m.filename.split("/")[0] for m in members}
+        strip = tops.pop() + "/" if len(tops) == 1 and all("/" in m.filename for m in members) else ""
+        chosen = {}
+        for member in members:
+            name = member.filename[len(strip):]
+            if stat.S_ISLNK(member.external_attr >> 16):
+                raise UnsafeUpload(f"The zip holds a link ({member.filename}); links are not accepted.")
+            if "/" in name or "\\" in name or name.startswith(".") and not _LEFT_OUT.match(name) or ".." in name:
+                raise UnsafeUpload(f"The zip holds {member.filename!r}: a model folder's files sit at its top level.")
+            if _LEFT_OUT.match(name):
+                continue
+            if name not in MODEL_FOLDER_FILES and not _SHARD.match(name):
+                raise UnsafeUpload(
+                    f"The zip holds {name!r}, which is not part of a model folder (accepted: "
+                    f"{', '.join(MODEL_FOLDER_FILES)}, model-NNNNN-of-NNNNN.safetensors); code and pickles never are.")
+            chosen[name] = member
+        target = Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        written = 0
+        try:
+            for name, member in chosen.items():
+                with archive.open(member) as source, open(target / name, "wb") as out:
+                    for block in iter(lambda: source.read(1 << 20), b""):
+                        written += len(block)
+                        if written > max_bytes:
+                            raise UploadTooLarge(f"The model folder unpacks to more than {max_bytes / 2**30:.1f} GiB.")
+                        out.write(block)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise MalformedUpload(f"The zip archive could not be read: {_first_line(exc)}") from None
+        except UploadRefused:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    return sorted(chosen)

@@ -23,30 +23,35 @@ from workers.provenance import file_sha256
 WEIGHTS = "weights"       # an architecture's weights (safetensors or a PyTorch state_dict)
 ONNX = "onnx"             # an ONNX graph whose first output is the feature
 FEATURES = "features"     # precomputed features (.npz) for one benchmark
-KINDS = (WEIGHTS, ONNX, FEATURES)
+MODEL_FOLDER = "model_folder"   # a zip of a model folder in timm's, OpenCLIP's or transformers' Hub layout
+KINDS = (WEIGHTS, ONNX, FEATURES, MODEL_FOLDER)
 
 
 @dataclass(frozen=True)
 class UploadInspection:
-    format: str           # safeload's format name: safetensors, torch_zip, torch_legacy, onnx, npz
+    format: str           # safeload's format name: safetensors, torch_zip, torch_legacy, onnx, npz, model_folder
     sha256: str           # of the file's bytes: recorded with every result made from it
+    about: dict | None = None   # a model folder: its family, preprocessing and readout
 
     @property
     def suffix(self) -> str:
         """The file name ending to store it under (the submitter's own name is never used)."""
-        return safeload.SUFFIXES[self.format]
+        return ".zip" if self.format == MODEL_FOLDER else safeload.SUFFIXES[self.format]
 
 
 def inspect_upload(kind: str, path: Path, *, architecture: str | None = None, benchmark: str | None = None,
-                   data_root: Path | None = None, name: str = "") -> UploadInspection:
-    """Check an uploaded file of `kind` (WEIGHTS, ONNX or FEATURES); raises with a message if refused.
+                   data_root: Path | None = None, name: str = "", folder_into: Path | None = None,
+                   max_folder_bytes: int = 8 * 2**30) -> UploadInspection:
+    """Check an uploaded file of `kind` (WEIGHTS, ONNX, FEATURES or MODEL_FOLDER); raises if refused.
 
     `name` is how a refusal may call the file; by default it names none (an upload's temporary file
-    name, or a server path, means nothing to the person who sent it).
+    name, or a server path, means nothing to the person who sent it). A MODEL_FOLDER zip is
+    extracted into `folder_into` (left empty of it when refused) and its model built and loaded.
     """
     path = Path(path)
+    about = None
     if kind == WEIGHTS:
-        from workers.models import check_weights
+        from workers.library_models import check_weights
 
         if not architecture:
             raise EngineError("weights need the architecture they are for")
@@ -64,6 +69,22 @@ def inspect_upload(kind: str, path: Path, *, architecture: str | None = None, be
         table = safeload.read_features(path, max_images=len(expected))
         safeload.check_features_cover(table, expected, benchmark=benchmark)
         fmt = safeload.NPZ
+    elif kind == MODEL_FOLDER:
+        import shutil
+
+        from workers.library_models import create_feature_model
+
+        if folder_into is None:
+            raise EngineError("a model folder needs a place to be extracted to")
+        safeload.extract_model_folder(path, folder_into, max_bytes=max_folder_bytes)
+        try:
+            model = create_feature_model(folder=folder_into, weights_name=name)
+        except EngineError:
+            shutil.rmtree(folder_into, ignore_errors=True)
+            raise
+        described = model.describe()
+        about = {key: described.get(key) for key in ("family", "architecture", "readout", "data_config")}
+        fmt = MODEL_FOLDER
     else:
         raise EngineError(f"unknown kind of upload {kind!r}: use one of {', '.join(KINDS)}")
-    return UploadInspection(format=fmt, sha256=file_sha256(path))
+    return UploadInspection(format=fmt, sha256=file_sha256(path), about=about)

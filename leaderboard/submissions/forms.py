@@ -10,6 +10,8 @@ from leaderboard.registry.models import Dataset, Result
 from .models import Submission
 from .services import SubmissionRequest
 
+READOUT_HELP = engine.readout_help()
+
 
 def benchmark_choices() -> list[tuple[str, str]]:
     runnable = set(engine.runnable_benchmarks())
@@ -28,14 +30,43 @@ class SubmissionForm(forms.Form):
                              required=False)
     source = forms.ChoiceField(choices=Submission.Source.choices, widget=forms.RadioSelect,
                                initial=Submission.Source.BUILTIN)
-    builtin_model = forms.ChoiceField(label="Built-in model", required=False)
+    builtin_model = forms.CharField(
+        label="Model", required=False, max_length=300,
+        widget=forms.TextInput(attrs={"list": "model-names", "autocomplete": "off", "spellcheck": "false",
+                                      "placeholder": "efficientnet_lite0 or hf-hub:ORG/NAME", "class": "model-name"}),
+        help_text="A built-in model (its ImageNet weights ship with Shelfmark), or a Hugging Face Hub id "
+                  "<code>hf-hub:ORG/NAME[@REVISION]</code> of a timm, OpenCLIP or transformers model (only its "
+                  "safetensors and configuration are fetched; nothing from the repository runs). With random "
+                  "initialisation, any architecture: <code>resnet50</code>, <code>timm:ARCH</code>, "
+                  "<code>open_clip:ARCH</code>.",
+    )
     random_init = forms.BooleanField(label="Random initialisation (no pretrained weights)", required=False)
-    architecture = forms.ChoiceField(label="Architecture (for a weights file)", required=False)
+    architecture = forms.CharField(
+        label="Architecture (for a weights file)", required=False, max_length=300,
+        widget=forms.TextInput(attrs={"list": "architecture-names", "autocomplete": "off", "spellcheck": "false",
+                                      "placeholder": "resnet50, timm:ARCH or open_clip:ARCH", "class": "model-name"}),
+        help_text="An engine architecture, <code>timm:ARCH</code> (any architecture of timm) or "
+                  "<code>open_clip:ARCH</code> (an OpenCLIP model's image tower).",
+    )
     upload = forms.FileField(
         label="File", required=False,
-        help_text="Weights (safetensors or a torch.save state_dict), an ONNX model, "
-                  "or features (.npz keyed by image id).",
+        help_text="Weights (safetensors or a torch.save state_dict), a model folder (.zip of config.json, "
+                  "model.safetensors and preprocessor_config.json, or timm's / OpenCLIP's layout), an ONNX "
+                  "model, or features (.npz keyed by image id).",
     )
+    readout = forms.ChoiceField(
+        label="Features", required=False, choices=[("", "the model family's default")] + [
+            (name, f"{name}: {text}") for name, text in READOUT_HELP.items()],
+        help_text="What the feature vector is read from: OpenCLIP (projected, unprojected) and transformers "
+                  "models (cls, mean, cls+mean, last4_cls, pooler). timm and engine models take a layer instead.",
+    )
+    layer = forms.CharField(
+        label="Layer", required=False, max_length=200, widget=forms.TextInput(attrs={"spellcheck": "false"}),
+        help_text="Engine and timm models: a module's name (e.g. layer3) to take its output, pooled; "
+                  "empty: the penultimate (pre-logits) features.")
+    pooling = forms.ChoiceField(label="Pooling of a layer's maps or tokens", choices=[("avg", "average"),
+                                                                                      ("max", "maximum")],
+                                initial="avg", required=False)
     kind = forms.ChoiceField(choices=Result.Kind.choices, initial=Result.Kind.OFF_THE_SHELF,
                              help_text="Which column of the boards the result joins.")
     multiclass = forms.ChoiceField(
@@ -51,11 +82,10 @@ class SubmissionForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        builtins = engine.builtin_models()
-        self.fields["builtin_model"].choices = [("", "—")] + [(m, m) for m in builtins]
-        if "efficientnet_lite0" in builtins:   # the demo model: ImageNet weights ship with the site
+        self.builtin_models = engine.builtin_models()
+        if "efficientnet_lite0" in self.builtin_models:   # the demo model: ImageNet weights ship with the site
             self.fields["builtin_model"].initial = "efficientnet_lite0"
-        self.fields["architecture"].choices = [("", "—")] + [(m, m) for m in engine.architectures()]
+        self.engine_architectures = engine.engine_architectures()
         self.fields["benchmarks"].choices = benchmark_choices()
         # Shown beside the file input; the form script also checks a chosen file against it before upload.
         self.upload_limit = settings.SHELFMARK_MAX_UPLOAD_BYTES
@@ -66,10 +96,10 @@ class SubmissionForm(forms.Form):
         source = data.get("source")
         Source = Submission.Source
         if source == Source.BUILTIN and not data.get("builtin_model"):
-            self.add_error("builtin_model", "Choose a built-in model.")
+            self.add_error("builtin_model", "Choose a built-in model, or give a Hub id.")
         if source == Source.WEIGHTS and not data.get("architecture"):
             self.add_error("architecture", "Choose the architecture these weights are for.")
-        needs_file = source in (Source.WEIGHTS, Source.ONNX, Source.FEATURES)
+        needs_file = source in (Source.WEIGHTS, Source.MODEL_FOLDER, Source.ONNX, Source.FEATURES)
         if needs_file and not data.get("upload"):
             self.add_error("upload", "This kind of submission needs a file.")
         return data
@@ -81,7 +111,9 @@ class SubmissionForm(forms.Form):
         builtin = source == Submission.Source.BUILTIN
         return SubmissionRequest(
             owner=owner, model_name=data["model_name"], source=source, benchmarks=list(data["benchmarks"]),
-            architecture=data["builtin_model"] if builtin else data.get("architecture", ""),
+            architecture=(data["builtin_model"] if builtin else data.get("architecture", "")).strip(),
+            readout=data.get("readout") or "", layer=(data.get("layer") or "").strip(),
+            pooling=data.get("pooling") or "avg",
             random_init=data.get("random_init", False),
             upload=Path(upload.temporary_file_path()) if upload is not None and not builtin else None,
             upload_name=upload.name if upload is not None else "",

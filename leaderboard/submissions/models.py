@@ -15,8 +15,9 @@ from leaderboard.registry.models import Dataset, Method, Result
 
 class Submission(models.Model):
     class Source(models.TextChoices):
-        BUILTIN = "builtin", "built-in model"
+        BUILTIN = "builtin", "model by name (built-in, Hub id, or random init)"
         WEIGHTS = "weights", "architecture + weights file"
+        MODEL_FOLDER = "model_folder", "model folder (.zip: transformers, timm or OpenCLIP layout)"
         FEATURES = "features", "precomputed features (.npz)"
         ONNX = "onnx", "ONNX model"
 
@@ -32,8 +33,14 @@ class Submission(models.Model):
     description = models.TextField(blank=True)
     paper_url = models.URLField(max_length=500, blank=True)
     bibtex = models.TextField(blank=True)
-    source = models.CharField(max_length=10, choices=Source.choices)
-    architecture = models.CharField(max_length=100, blank=True, help_text="engine model registry name")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    architecture = models.CharField(max_length=300, blank=True,
+                                    help_text="the model's name: engine name, timm:ARCH, open_clip:ARCH or Hub id")
+    readout = models.CharField(max_length=20, blank=True, help_text="what the features are read from (library models)")
+    layer = models.CharField(max_length=200, blank=True, help_text="a layer to take features from; empty: the default")
+    pooling = models.CharField(max_length=8, default="avg", help_text="avg | max, for feature maps and tokens")
+    model_info = models.JSONField(default=dict, blank=True,
+                                  help_text="what the name resolved to when submitted: family, preprocessing, commit")
     random_init = models.BooleanField(default=False)
     upload = models.CharField(max_length=500, blank=True, help_text="uploaded file, relative to MEDIA_ROOT")
     upload_format = models.CharField(max_length=20, blank=True)

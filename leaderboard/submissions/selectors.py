@@ -1,8 +1,11 @@
 """Reads of the submission flow: who sees which submission, and the live status of its jobs."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from leaderboard import engine
@@ -10,6 +13,7 @@ from leaderboard import engine
 from .models import EvaluationJob, Submission
 
 STAGE_LABELS = {
+    "downloading": "downloading the model",
     "loading_model": "loading model",
     "extracting": "extracting features",
     "training": "training SVMs",
@@ -18,7 +22,8 @@ STAGE_LABELS = {
 }
 # Share of the progress bar each stage covers: extraction is most of the time.
 SVM_SCHEMES = {"ovr": "one-vs-rest", "ovo": "one-vs-one"}
-STAGE_SPAN = {"loading_model": (0, 5), "extracting": (5, 85), "training": (85, 95), "scoring": (95, 100)}
+STAGE_SPAN = {"downloading": (0, 4), "loading_model": (4, 5), "extracting": (5, 85), "training": (85, 95),
+              "scoring": (95, 100)}
 
 
 def can_manage(user, submission: Submission) -> bool:
@@ -65,6 +70,15 @@ def job_percent(job: EvaluationJob) -> float:
     return round(start + (end - start) * min(fraction, 1.0), 1)
 
 
+def job_counts(job: EvaluationJob) -> str:
+    """"544/898" images, or "12.0 MB/45.5 MB" of a model being downloaded."""
+    if not job.total or job.stage == "done":
+        return ""
+    if job.stage == "downloading":
+        return f"{filesizeformat(job.done)}/{filesizeformat(job.total)}"
+    return f"{job.done}/{job.total}"
+
+
 def job_eta_seconds(job: EvaluationJob):
     if job.status != EvaluationJob.Status.RUNNING or job.stage != "extracting" or job.images_per_second <= 0:
         return None
@@ -99,6 +113,7 @@ def job_status(job: EvaluationJob, user) -> dict:
         "stage_label": STAGE_LABELS.get(job.stage, job.stage.replace("_", " ")),
         "done": job.done,
         "total": job.total,
+        "counts": job_counts(job),
         "percent": job_percent(job),
         "images_per_second": round(job.images_per_second, 1),
         "eta_seconds": job_eta_seconds(job),
@@ -143,3 +158,19 @@ def _has_url(name: str) -> bool:
         return True
     except NoReverseMatch:
         return False
+
+
+@lru_cache(maxsize=1)
+def model_names() -> dict:
+    """The names the form's model fields suggest: built-ins, the engine's architectures, and the
+    installed libraries' (timm:ARCH, open_clip:ARCH), read from the engine's index (no torch)."""
+    return {"builtin": engine.builtin_models(), "engine": engine.engine_architectures(),
+            "libraries": engine.library_architectures(), "readouts": engine.readouts()}
+
+
+def model_preview(name: str) -> tuple[dict | None, str]:
+    """What a model name or Hub id resolves to (family, preprocessing, readouts, commit), or why not."""
+    try:
+        return engine.model_preview(name), ""
+    except engine.EngineError as exc:
+        return None, str(exc)

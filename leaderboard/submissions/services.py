@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -47,6 +47,9 @@ class SubmissionRequest:
     upload_name: str = ""
     keep_upload: bool = False              # True: copy the file (a CLI path), False: move it (a temp upload)
     multiclass: str = Submission.Multiclass.PAPER   # the SVM scheme of multi-class benchmarks
+    readout: str = ""                      # library models: what the features are read from ("" = default)
+    layer: str = ""                        # engine and timm models: a layer ("" = the penultimate features)
+    pooling: str = "avg"
     description: str = ""
     paper_url: str = ""
     bibtex: str = ""
@@ -67,37 +70,81 @@ def benchmark_datasets(benchmarks: list[str]) -> dict[str, Dataset]:
     return {name: datasets[name] for name in benchmarks}
 
 
-def validate_request(req: SubmissionRequest):
-    """Every check that can refuse a submission, before anything is stored.
+@dataclass
+class ValidatedRequest:
+    """What the checks found: the boards, the engine's inspection of the upload, what the model resolved to."""
 
-    Returns its datasets and the engine's inspection of the upload (None for a built-in model).
-    """
+    datasets: dict[str, Dataset]
+    inspection: object | None = None     # workers.uploads.UploadInspection; None without an upload
+    model_info: dict = field(default_factory=dict)
+    staging: Path | None = None          # a model folder, extracted while it was checked
+
+
+def validate_request(req: SubmissionRequest) -> ValidatedRequest:
+    """Every check that can refuse a submission, before anything is stored (a model folder is
+    extracted to a staging folder as it is checked, and removed if anything refuses it)."""
     if not req.model_name.strip():
         raise SubmissionRefused("Give the model a name.")
     if req.multiclass not in Submission.Multiclass.values:
         raise SubmissionRefused(f"Unknown multi-class scheme '{req.multiclass}'.")
+    if req.pooling not in ("avg", "max"):
+        raise SubmissionRefused(f"Unknown pooling '{req.pooling}': use avg or max.")
     datasets = benchmark_datasets(req.benchmarks)
     source = req.source
-    if source == Submission.Source.BUILTIN:
-        known = engine.architectures() if req.random_init else engine.builtin_models()
-        if req.architecture not in known:
-            what = "an architecture the engine knows" if req.random_init else "a built-in model of the engine"
-            raise SubmissionRefused(f"'{req.architecture}' is not {what}.")
-        return datasets, None
-    if source == Submission.Source.WEIGHTS:
+    Source = Submission.Source
+    if source == Source.BUILTIN:
+        model_info = _named_model(req)
+        hub_model = "commit" in model_info
+        if not (hub_model or req.random_init or req.architecture in engine.builtin_models()):
+            raise SubmissionRefused(f"'{req.architecture}' is not a built-in model of the engine: give a Hub id "
+                                    "(hf-hub:ORG/NAME), upload weights for it, or choose random initialisation.")
+        return ValidatedRequest(datasets, model_info=model_info)
+    if source == Source.WEIGHTS:
         if req.architecture not in engine.architectures():
             raise SubmissionRefused(f"'{req.architecture}' is not an architecture the engine knows.")
+        model_info = _named_model(req)
         _require_upload(req, "a weights file")
-        return datasets, check_upload(source, req.upload, architecture=req.architecture)
-    if source == Submission.Source.ONNX:
+        return ValidatedRequest(datasets, check_upload(source, req.upload, architecture=req.architecture), model_info)
+    if source == Source.MODEL_FOLDER:
+        _require_upload(req, "a model folder (.zip)")
+        staging = Path(settings.MEDIA_ROOT) / "staging" / uuid.uuid4().hex
+        try:
+            inspection = check_upload(source, req.upload, folder_into=staging)
+            about = inspection.about
+            _check_options(about["family"], req)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        model_info = {"family": about["family"], "preprocessing": about["data_config"],
+                      "default_readout": about["readout"], "architecture": about["architecture"]}
+        return ValidatedRequest(datasets, inspection, model_info, staging)
+    if source == Source.ONNX:
         _require_upload(req, "an ONNX file")
-        return datasets, check_upload(source, req.upload)
-    if source == Submission.Source.FEATURES:
+        return ValidatedRequest(datasets, check_upload(source, req.upload))
+    if source == Source.FEATURES:
         if len(req.benchmarks) != 1:
             raise SubmissionRefused("Precomputed features are for exactly one benchmark: choose one.")
         _require_upload(req, "a features file (.npz)")
-        return datasets, check_upload(source, req.upload, benchmark=req.benchmarks[0])
+        return ValidatedRequest(datasets, check_upload(source, req.upload, benchmark=req.benchmarks[0]))
     raise SubmissionRefused(f"Unknown kind of submission '{source}'.")
+
+
+def _named_model(req: SubmissionRequest) -> dict:
+    """What a model name or Hub id resolves to (the engine's preview: no torch, no weights), with the
+    readout and layer asked for checked against its family."""
+    try:
+        info = engine.model_preview(req.architecture)
+    except engine.EngineError as exc:
+        raise SubmissionRefused(str(exc)) from None
+    _check_options(info["family"], req)
+    return info
+
+
+def _check_options(family: str, req: SubmissionRequest) -> None:
+    try:
+        engine.check_model_options(family, req.readout, req.layer)
+    except engine.EngineError as exc:
+        raise SubmissionRefused(str(exc)) from None
 
 
 def job_queue() -> str:
@@ -117,7 +164,8 @@ def submission_create(req: SubmissionRequest) -> Submission:
     with `sent_at` empty and `requeue_pending` sends them later. Raises `SubmissionRefused`.
     """
     req.upload = Path(req.upload) if req.upload is not None else None
-    datasets, inspection = validate_request(req)
+    checked = validate_request(req)
+    datasets, inspection = checked.datasets, checked.inspection
     Source = Submission.Source
     kind = req.kind if req.source in (Source.FEATURES, Source.ONNX) else Result.Kind.OFF_THE_SHELF
     stored: Path | None = None
@@ -128,6 +176,8 @@ def submission_create(req: SubmissionRequest) -> Submission:
                 paper_url=req.paper_url, bibtex=req.bibtex, source=req.source,
                 architecture=req.architecture if req.source in (Source.BUILTIN, Source.WEIGHTS) else "",
                 random_init=req.random_init and req.source == Source.BUILTIN, kind=kind, multiclass=req.multiclass,
+                readout=req.readout, layer=req.layer, pooling=req.pooling,
+                model_info={**checked.model_info, "readout": req.readout or checked.model_info.get("default_readout")},
             )
             if inspection is not None:
                 stored = _store_upload(submission, req, inspection.suffix)
@@ -135,6 +185,8 @@ def submission_create(req: SubmissionRequest) -> Submission:
                 submission.upload_format = inspection.format
                 submission.upload_sha256 = inspection.sha256
                 submission.save(update_fields=["upload", "upload_format", "upload_sha256"])
+            if checked.staging is not None:
+                checked.staging.rename(engine.model_folder(submission))
             queue = job_queue()
             for name, dataset in datasets.items():
                 multiclass = engine.resolve_multiclass(name, req.multiclass)
@@ -146,6 +198,8 @@ def submission_create(req: SubmissionRequest) -> Submission:
     except BaseException:
         if stored is not None:
             shutil.rmtree(stored.parent, ignore_errors=True)
+        if checked.staging is not None:
+            shutil.rmtree(checked.staging, ignore_errors=True)
         raise
     return submission
 
@@ -300,11 +354,17 @@ def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float) -> d
     """
     submission = job.submission
     engine_provenance = engine.json_safe(evaluation.provenance or {})
+    model = engine_provenance.get("model", {})
+    hub = model.get("hub") or {}
     return {
         "submission": submission.pk,
         "job": job.pk,
         "source": submission.source,
         "model": submission.architecture or submission.model_name,
+        "family": model.get("family", ""),
+        "hub": f"{hub['repo']}@{hub['commit']}" if hub else "",
+        "preprocessing": model.get("data_config") or {},
+        "readout": model.get("readout") or "",
         "random_init": submission.random_init,
         "weights_sha256": evaluation.weights_sha256,
         "code_version": engine_provenance.get("git_commit", ""),

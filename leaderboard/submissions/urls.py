@@ -5,6 +5,8 @@ from . import views
 urlpatterns = [
     path("submissions/", views.submission_list, name="submission-list"),
     path("submissions/new/", views.submission_new, name="submission-new"),
+    path("submissions/models.json", views.model_names, name="model-names"),
+    path("submissions/model-preview.json", views.model_preview, name="model-preview"),
     path("submissions/<int:pk>/", views.submission_detail, name="submission-detail"),
     path("submissions/<int:pk>/status.json", views.submission_status, name="submission-status"),
     path("submissions/<int:pk>/make-public/", views.submission_make_public, name="submission-make-public"),

@@ -16,9 +16,11 @@ class SubmissionRefused(Exception):
     """A submission that cannot be accepted; the message is for the submitter."""
 
 
-def check_upload(source: str, path: Path, *, architecture: str = "", benchmark: str = ""):
+def check_upload(source: str, path: Path, *, architecture: str = "", benchmark: str = "",
+                 folder_into: Path | None = None):
     """The engine's `UploadInspection` of `path` (format, sha256, suffix), or `SubmissionRefused`."""
     try:
-        return engine.inspect_upload(source, path, architecture=architecture, benchmark=benchmark)
+        return engine.inspect_upload(source, path, architecture=architecture, benchmark=benchmark,
+                                     folder_into=folder_into)
     except engine.EngineError as exc:
         raise SubmissionRefused(str(exc)) from None

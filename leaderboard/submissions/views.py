@@ -44,6 +44,21 @@ def _submission_new(request):
     return render(request, "submissions/new.html", {"form": form}, status=400)
 
 
+@login_required
+def model_names(request):
+    """The names the form's model fields suggest (a datalist, filled by the form script)."""
+    response = JsonResponse(selectors.model_names())
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def model_preview(request):
+    """What a model name or Hub id resolves to, shown before the submission is queued."""
+    about, error = selectors.model_preview(request.GET.get("name", "")[:300])
+    return JsonResponse(about if about is not None else {"error": error}, status=200 if about else 400)
+
+
 def submission_list(request):
     submissions = selectors.visible_submissions(request.user).prefetch_related("jobs")
     return render(request, "submissions/list.html", {"submissions": submissions})

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_REDIS_DB = 13
@@ -71,11 +70,23 @@ def feature_cache():
     return path
 
 
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    """A local Hugging Face cache with one stand-in repository (a tiny random-init ViT in transformers'
+    layout, tests/workers/hub_models.py), shared by this process and the worker; HF_HUB_OFFLINE=1."""
+    from tests.workers.hub_models import ORG, put_in_cache, transformers_folder
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    commit = put_in_cache(cache, f"{ORG}/tiny-vit", transformers_folder("vit"))
+    return cache, f"hf-hub:{ORG}/tiny-vit", commit
+
+
 @pytest.fixture(autouse=True)
-def _media_and_cache(settings, session_media, feature_cache):
+def _media_and_cache(settings, session_media, feature_cache, tmp_path_factory):
     settings.MEDIA_ROOT = session_media
     settings.SHELFMARK_FEATURE_CACHE = feature_cache
     settings.SHELFMARK_GPU_WORKER = False
+    settings.SHELFMARK_HF_CACHE = tmp_path_factory.getbasetemp() / "hf-cache-unused"   # tests that need one ask
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +142,7 @@ class Worker:
 
 
 @pytest.fixture(scope="session")
-def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_media, feature_cache,
+def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_media, feature_cache, hub_cache,
            tmp_path_factory):
     """A real worker on the test database; started once for the session."""
     from django.conf import settings
@@ -145,6 +156,7 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
         "MEDIA_ROOT": str(session_media),
         "SHELFMARK_FEATURE_CACHE": str(feature_cache),
         "SHELFMARK_GPU_WORKER": "0",
+        "SHELFMARK_HF_CACHE": str(hub_cache[0]),
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "2",

@@ -36,7 +36,7 @@ def test_submit_watch_publish_and_reproduce(worker, live_server, page, digits, m
     page.goto(f"{live_server.url}/submissions/new/")
     page.fill("input[name=model_name]", "EfficientNet-Lite0 (built-in)")
     page.check("input[name=source][value=builtin]")
-    page.select_option("select[name=builtin_model]", "efficientnet_lite0")
+    page.fill("input[name=builtin_model]", "efficientnet_lite0")
     page.check("input[name=benchmarks][value=digits]")
     submitted = time.monotonic()
     page.click("#submission-form button[type=submit]")

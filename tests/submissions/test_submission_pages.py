@@ -29,7 +29,7 @@ def test_form_without_javascript_shows_every_source_field_and_the_upload_limit(c
     page = client.get("/submissions/new/").content.decode()
     for name in ("builtin_model", "random_init", "architecture", "upload", "kind", "benchmarks"):
         assert f'name="{name}"' in page, name
-    assert 'data-sources="weights features onnx"' in page
+    assert 'data-sources="weights model_folder features onnx"' in page
     assert f"max. {filesizeformat(5 * 1024**2)}" in page and 'data-max-bytes="5242880"' in page
     assert "What happens next" in page
 
@@ -69,11 +69,11 @@ def test_form_script_and_pages_fit(live_server, browser, running_job, tmp_path):
     page.wait_for_load_state()
 
     page.goto(f"{live_server.url}/submissions/new/")
-    assert page.is_visible("select[name=builtin_model]") and not page.is_visible("select[name=architecture]")
+    assert page.is_visible("input[name=builtin_model]") and not page.is_visible("input[name=architecture]")
     assert not page.is_visible("input[name=upload]")
     page.check("input[name=source][value=onnx]")
     assert page.is_visible("input[name=upload]") and page.is_visible("select[name=kind]")
-    assert not page.is_visible("select[name=builtin_model]")
+    assert not page.is_visible("input[name=builtin_model]")
 
     # An over-limit file is refused in the page, before any upload (limit lowered in the page for the test).
     page.evaluate("document.querySelector('input[name=upload]').dataset.maxBytes = '100'")

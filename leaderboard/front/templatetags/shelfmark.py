@@ -29,8 +29,22 @@ def get_item(mapping, key):
 
 
 # Keys shown first in a provenance summary, when present; the rest follow in their own order.
-PROVENANCE_FIRST = ["model", "weights_sha256", "multiclass", "code_version", "protocol_version", "hardware", "device",
-                    "duration_s", "evaluated_at", "date"]
+PROVENANCE_FIRST = ["model", "weights_sha256", "hub", "preprocessing", "readout", "multiclass", "code_version",
+                    "protocol_version", "hardware", "device", "duration_s", "evaluated_at", "date"]
+
+
+@register.filter
+def preprocessing_summary(config) -> str:
+    """A DataConfig dict in words: "shorter side to 256, centre crop 224, bicubic, mean 0.485/0.456/0.406, ..."."""
+    if not isinstance(config, dict) or "input_size" not in config:
+        return ""
+    if config.get("resize_mode") == "squash":
+        resize = f"resize to {config['resize_size']}×{config['resize_size']}"
+    else:
+        resize = f"shorter side to {config['resize_size']}"
+    numbers = {key: "/".join(f"{float(v):.3g}" for v in config.get(key, ())) for key in ("mean", "std")}
+    return (f"{resize}, centre crop {config['input_size']}, {config.get('interpolation', '')}, "
+            f"mean {numbers['mean']}, std {numbers['std']}")
 
 
 @register.filter
@@ -42,6 +56,8 @@ def provenance_summary(provenance, limit=6):
     items = []
     for key in keys[: int(limit)]:
         value = provenance[key]
+        if key == "preprocessing":
+            value = preprocessing_summary(value)
         if isinstance(value, (dict, list)) or value in ("", None):   # nested, or nothing to say
             continue
         text = str(value)

@@ -55,7 +55,7 @@
     setText(el, ".job-percent", job.percent + "%");
     setText(el, ".job-stage", job.stage_label || (job.status === "queued" ? "waiting for a worker" : ""));
     setText(el, ".job-split", extracting && job.message ? "(" + job.message + ")" : "");
-    setText(el, ".job-counts", job.total && job.stage !== "done" ? job.done + "/" + job.total : "");
+    setText(el, ".job-counts", job.counts || "");
     setText(el, ".job-speed", extracting && job.images_per_second ? job.images_per_second + " images/s" : "");
     setText(el, ".job-eta", job.eta_seconds !== null ? "ETA " + fmtSeconds(job.eta_seconds) : "");
     var broker = el.querySelector(".job-broker");
