@@ -243,3 +243,14 @@ def owner(make_user):
 def client_as_owner(client, owner):
     client.force_login(owner)
     return client
+
+
+@pytest.fixture
+def skimage_holidays(digits):
+    """The demo retrieval board (scikit-image photos, Holidays protocol): seconds to evaluate."""
+    from leaderboard.registry.models import Dataset, Metric
+
+    metric = Metric.objects.create(code="mAP_ret", name="retrieval mAP", unit="%", engine_scale=100)
+    return Dataset.objects.create(slug="skimage_holidays", name="scikit-image photos (demo)",
+                                  task_family=digits.task_family, metric=metric, engine_benchmark="skimage_holidays",
+                                  is_demo=True)

@@ -15,7 +15,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from submission_helpers import CreatesAFile, media_files, wait_for
 
 from leaderboard.engine import job_spec
-from leaderboard.registry.models import Dataset, Metric
 from leaderboard.submissions.models import EvaluationJob, Submission
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 from leaderboard.submissions.validation import SubmissionRefused
@@ -27,14 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 def hub(settings, hub_cache):
     settings.SHELFMARK_HF_CACHE = hub_cache[0]
     return hub_cache
-
-
-@pytest.fixture
-def skimage_holidays(digits):
-    metric = Metric.objects.create(code="mAP_ret", name="retrieval mAP", unit="%", engine_scale=100)
-    return Dataset.objects.create(slug="skimage_holidays", name="scikit-image photos (demo)",
-                                  task_family=digits.task_family, metric=metric, engine_benchmark="skimage_holidays",
-                                  is_demo=True)
 
 
 def snapshot_of(hub_cache) -> Path:

@@ -4,19 +4,10 @@ import hashlib
 
 import pytest
 
-from leaderboard.registry.models import Dataset, Metric
 from leaderboard.submissions.models import Submission
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 
 pytestmark = pytest.mark.slow   # runs EfficientNet-Lite0 on the 48 demo photos (seconds on a CPU)
-
-
-@pytest.fixture
-def skimage_holidays(digits):
-    metric = Metric.objects.create(code="mAP_ret", name="retrieval mAP", unit="%", engine_scale=100)
-    return Dataset.objects.create(slug="skimage_holidays", name="scikit-image photos (demo)",
-                                  task_family=digits.task_family, metric=metric, engine_benchmark="skimage_holidays",
-                                  is_demo=True)
 
 
 def test_a_built_in_models_result_carries_the_sha256_of_its_weights_file(make_user, skimage_holidays):
