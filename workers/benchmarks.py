@@ -15,7 +15,7 @@ ship, so the engine can be tried and tested with no download:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from workers.datasets import (
     holidays,
     mit67,
     oxford,
+    revisited,
     sun397,
     ukbench,
     voc2007,
@@ -56,6 +57,17 @@ class Benchmark:
         """The options the reader takes beyond ROOT, with their defaults (for the CLI and the site)."""
         parameters = list(inspect.signature(self.reader).parameters.values())
         return {p.name: p.default for p in parameters[1 if self.needs_root else 0:]}
+
+    def parse_options(self, pairs: Sequence[str]) -> dict[str, Any]:
+        """KEY=VALUE reader options (the CLI's -o), converted to the types of the reader's defaults;
+        an unknown key is left for `load` to refuse."""
+        defaults, options = self.options(), {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise EngineError(f"option {pair!r} is not KEY=VALUE")
+            options[key] = _option_value(value, defaults.get(key))
+        return options
 
     def load(self, root: Path | None = None, **options) -> Data:
         """Read the benchmark (from ROOT, the folder its official archives were extracted into)."""
@@ -198,8 +210,30 @@ _BENCHMARKS = (
               "oxbuild_images/, gt_files_170407/"),
     Benchmark("paris6k", "retrieval", "oxford_map", "Paris 6k", oxford.load_paris6k, "paris/, paris_120310/"),
     Benchmark("ukbench", "retrieval", "ukbench_ns", "UKBench (N-S score)", ukbench.load, "full/"),
+    Benchmark("roxford5k", "retrieval", "revisited_map", "Revisited Oxford (Easy / Medium / Hard)",
+              revisited.load_roxford5k, "jpg/, gnd_roxford5k.pkl"),
+    Benchmark("rparis6k", "retrieval", "revisited_map", "Revisited Paris (Easy / Medium / Hard)",
+              revisited.load_rparis6k, "jpg/, gnd_rparis6k.pkl"),
 )
 BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in _BENCHMARKS}
+
+
+def _option_value(text: str, default: Any) -> Any:
+    """Convert a KEY=VALUE option to the type of the reader's default (int, bool, str)."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise EngineError(f"option value {text!r} is not a boolean")
+    if isinstance(default, (tuple, list)):
+        return tuple(part for part in text.split(",") if part)
+    if isinstance(default, int) or (default is None and text.lstrip("-").isdigit()):
+        try:
+            return int(text)
+        except ValueError:
+            raise EngineError(f"option value {text!r} is not an integer") from None
+    return text
 
 
 def official_benchmarks() -> list[str]:

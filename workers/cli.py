@@ -15,42 +15,10 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from workers.contract import EngineError
 
 # ---- datasets ---------------------------------------------------------------------------------
-
-def _option_value(text: str, default: Any) -> Any:
-    """Convert a KEY=VALUE option to the type of the reader's default (int, bool, str)."""
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes"):
-            return True
-        if text.lower() in ("0", "false", "no"):
-            return False
-        raise EngineError(f"option value {text!r} is not a boolean")
-    if isinstance(default, (tuple, list)):
-        return tuple(part for part in text.split(",") if part)
-    if isinstance(default, int) or (default is None and text.lstrip("-").isdigit()):
-        try:
-            return int(text)
-        except ValueError:
-            raise EngineError(f"option value {text!r} is not an integer") from None
-    return text
-
-
-def _reader_kwargs(name: str, pairs: Sequence[str]) -> dict[str, Any]:
-    from workers.benchmarks import official_benchmark
-
-    defaults = official_benchmark(name).options()
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise EngineError(f"option {pair!r} is not KEY=VALUE")
-        options[key] = _option_value(value, defaults.get(key))   # an unknown key is refused by the reader
-    return options
-
 
 def datasets_list(args: argparse.Namespace) -> int:
     from workers.benchmarks import get_benchmark, official_benchmarks
@@ -66,7 +34,7 @@ def datasets_check(args: argparse.Namespace) -> int:
     from workers.benchmarks import load_dataset, official_benchmark
     from workers.datasets import describe, verify_images
 
-    options = _reader_kwargs(args.name, args.option)
+    options = official_benchmark(args.name).parse_options(args.option)
     if args.verify_images and "verify_images" in official_benchmark(args.name).options():
         options["verify_images"] = True
     data = load_dataset(args.name, args.root, **options)

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--features", type=Path, help="precomputed features: .npz keyed by image id")
     evaluate.add_argument("--benchmark", required=True, help="benchmark name (see 'benchmarks')")
     evaluate.add_argument("--data", type=Path, help="ROOT of the benchmark's official distribution")
+    evaluate.add_argument("--data-option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                          help="a reader option, e.g. distractors=/data/revisitop1m (Revisited +1M)")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     evaluate.add_argument("--layer", help="graph node to take features from (default: penultimate)")
     evaluate.add_argument("--pooling", default="avg", choices=("avg", "max"))
@@ -48,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--decode", default="auto", choices=("auto", "pil", "gpu"),
                           help="JPEG decoding: auto (PIL for now), pil, or gpu (nvjpeg on CUDA; libjpeg-turbo "
                                "on CPU)")
+    evaluate.add_argument("--protocol", action="append", dest="protocols", metavar="NAME",
+                          help="a protocol to run (repeatable): svm, knn, linear_probe, fewshot (classification); "
+                               "ranking, or easy, medium, hard on the revisited sets (default: the benchmark's)")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     evaluate.add_argument("--cache", type=Path, help="feature cache folder")
@@ -62,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def spec_from_args(args: argparse.Namespace):
+    from workers.benchmarks import get_benchmark
     from workers.contract import EvaluationSpec
 
     return EvaluationSpec(
@@ -70,7 +76,8 @@ def spec_from_args(args: argparse.Namespace):
         model_dir=args.model_dir, readout=args.readout, hub_cache=args.hub_cache,
         pooling=args.pooling, jitter=args.jitter, power_norm=args.power_norm, l2_normalize=not args.no_l2,
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
-        decode=args.decode,
+        decode=args.decode, protocols=args.protocols,
+        data_options=get_benchmark(args.benchmark).parse_options(args.data_option),
         cache_dir=args.cache, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
         whitening_dim=args.whitening_dim,
         output_dir=args.output_dir,
@@ -126,7 +133,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-        print(f"{result.benchmark}: {result.metric} = {result.score:.4f} -> {args.out}", file=sys.stderr)
+        for entry in result.protocols:
+            interval = entry["confidence_interval"]
+            print(f"{result.benchmark} {entry['name']}: {entry['metric']} = {entry['score']:.4f} "
+                  f"[{interval['low']:.4f}, {interval['high']:.4f}]", file=sys.stderr)
+        print(f"-> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,7 @@ class EvaluationSpec:
     onnx: Path | None = None          # an ONNX model file instead of model/weights
     features: Path | None = None      # precomputed features (.npz keyed by image id) instead of a model
     data_root: Path | None = None     # ROOT of the official distribution; demo benchmarks need none
+    data_options: dict[str, Any] = field(default_factory=dict)   # reader options, e.g. distractors=PATH (+1M)
     device: str = "auto"                 # auto | cpu | cuda
     layer: str | None = None          # None = penultimate (engine models, timm: any module by name)
     pooling: str = "avg"                 # avg | max, for convolutional maps
@@ -46,6 +47,8 @@ class EvaluationSpec:
     # ovr (one-vs-rest) | ovo (one-vs-one with voting, as [1] on MIT67/CUB/Flowers) | paper (the benchmark's
     # `paper_multiclass`: what [1] used on it)
     multiclass: str = "ovr"
+    # the protocols to run (workers/protocol_catalog.py); None = the benchmark's defaults
+    protocols: list[str] | None = None
     # retrieval: PCA whitening learned on another (disjoint) benchmark's database, e.g. Paris for Oxford
     whitening_benchmark: str | None = None
     whitening_data: Path | None = None # that benchmark's ROOT, where it needs one
@@ -82,13 +85,18 @@ class EvaluationResult:
 
     benchmark: str
     metric: str
-    score: float
+    score: float                                                  # the headline: the first protocol's
     per_class: dict[str, float] = field(default_factory=dict)
+    # the headline's 95% bootstrap interval: {"low", "high", "level", "resamples", "seed", "unit", "units"}
+    confidence_interval: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)       # seconds per stage
     throughput: dict[str, float] = field(default_factory=dict)    # images/s
     provenance: dict[str, Any] = field(default_factory=dict)      # versions, hashes, hardware, settings
     protocol: dict[str, Any] = field(default_factory=dict)        # protocol name, version, chosen settings
     artifacts: dict[str, str] = field(default_factory=dict)       # name -> file path (features.npz, ...)
+    # one entry per protocol run: name, title, version, metric, score, confidence_interval, per_class,
+    # settings, artifacts (units.npz: what the score and interval are computed from)
+    protocols: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

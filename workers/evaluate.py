@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers import safeload
+from workers import confidence, protocol_catalog, safeload
 from workers.benchmarks import get_benchmark
 from workers.contract import (
     EngineError,
@@ -148,6 +148,7 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     benchmark = get_benchmark(spec.benchmark)
     device = resolve_device(spec.device)
     multiclass = benchmark.multiclass(spec.multiclass)
+    protocols = protocol_catalog.resolve(benchmark.kind, benchmark.metric, spec.protocols, benchmark=benchmark.name)
     if benchmark.needs_root and spec.data_root is None:
         benchmark.load(None)   # raises the "needs --data ROOT" error before any model is built
     if spec.features is not None and (spec.model or spec.onnx or spec.model_dir):
@@ -162,7 +163,7 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
 
     clock = time.perf_counter()
     report(Progress("loading_model", message=f"reading {benchmark.name}"))
-    data = benchmark.load(spec.data_root)
+    data = benchmark.load(spec.data_root, **spec.data_options)
     timings["loading_data"] = time.perf_counter() - clock
     if source is None:
         clock = time.perf_counter()
@@ -171,11 +172,27 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
         timings["loading_model"] = time.perf_counter() - clock
 
     if isinstance(data, ClassificationData):
-        result, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings, multiclass)
+        outcomes, kind, arrays = _classification(spec, benchmark.name, data, source, report, timings, multiclass,
+                                                 protocols, device)
     elif isinstance(data, RetrievalData):
-        result, kind, arrays = _retrieval(spec, benchmark.name, data, source, report, timings)
+        outcomes, kind, arrays = _retrieval(spec, benchmark.name, data, source, report, timings, protocols)
     else:
         raise EngineError(f"{benchmark.name}: the loader returned {type(data).__name__}")
+    clock = time.perf_counter()
+    report(Progress("scoring", 0, len(outcomes), message="confidence intervals (bootstrap)"))
+    results = []
+    for done, (name, outcome) in enumerate(outcomes.items()):
+        interval = confidence.bootstrap_interval(outcome.units)
+        results.append({"name": name, "title": protocol_catalog.PROTOCOLS[name].title,
+                        "version": protocol_catalog.PROTOCOLS[name].version, "metric": outcome.settings["metric"],
+                        "score": outcome.score, "confidence_interval": interval, "per_class": outcome.per_class,
+                        "settings": outcome.settings, "units": outcome.units})
+        report(Progress("scoring", done + 1, len(outcomes), message=f"{name}: {outcome.score:.4f}"))
+    timings["confidence_intervals"] = time.perf_counter() - clock
+    headline = results[0]
+    result = EvaluationResult(benchmark=benchmark.name, metric=headline["metric"], score=headline["score"],
+                              per_class=headline["per_class"], protocol=dict(headline["settings"]),
+                              confidence_interval=headline["confidence_interval"])
 
     result.timings = {k: round(v, 4) for k, v in timings.items()}
     if source.images_extracted:
@@ -184,7 +201,7 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     described = source.describe()
     result.provenance = json_safe({
         **provenance.collect(device, described, PROTOCOL_VERSION),
-        "benchmark_info": data.info,
+        "benchmark_info": {key: value for key, value in data.info.items() if key != "revisited_gnd"},
     })
     if isinstance(source, _PrecomputedFeatures):
         result.provenance["features_file"] = {
@@ -192,18 +209,24 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
             "unused": len(source.table) - len(source.used),
             "box_queries_uncropped": source.cropped_queries_uncropped,
         }
-    result.protocol.update(json_safe({
+    common = json_safe({
         "benchmark": benchmark.name,
         "preprocessing": described.get("data_config"),
         "layer": described.get("layer"),
         "pooling": described.get("pooling"),
+        "readout": described.get("readout"),
         "jitter": spec.jitter,
         "power_norm": spec.power_norm,
         "l2_normalize": spec.l2_normalize,
         "normalisation_order": "signed power, then L2",
         "features_source": described["source"],
-    }))
-    _write_artifacts(spec, result, kind, arrays)
+        **arrays.pop("_shared_settings", {}),
+    })
+    result.protocol.update(common)
+    for entry in results:
+        entry["settings"] = json_safe({**entry["settings"], **common})
+    _write_artifacts(spec, result, kind, arrays, results)
+    result.protocols = [{key: value for key, value in entry.items() if key != "units"} for entry in results]
     report(Progress("done", 1, 1, message=f"{result.metric} = {result.score:.4f}"))
     return result
 
@@ -237,14 +260,30 @@ def _partitions(data: ClassificationData) -> list[tuple[str, str]]:
     return pairs
 
 
-def _classification(spec, name, data: ClassificationData, source, report, timings,
-                    multiclass: str) -> EvaluationResult:
-    protocol = LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
-    outcomes, first_arrays = [], None
+def _classification_protocol(name: str, spec: EvaluationSpec, multiclass: str, device: str):
+    from workers.probes import FewShot, KNNClassification, LinearProbe
+
+    if name == "svm":
+        return LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
+    if name == "knn":
+        return KNNClassification()
+    if name == "linear_probe":
+        return LinearProbe(device=device)
+    if name == "fewshot":
+        return FewShot(device=device)
+    raise EngineError(f"{name} is not a classification protocol")
+
+
+def _classification(spec, name, data: ClassificationData, source, report, timings, multiclass: str,
+                    protocols: list[str], device: str):
+    """Features once per partition, then every protocol on them; outcomes merged over partitions."""
+    instances = {p: _classification_protocol(p, spec, multiclass, device) for p in protocols}
+    per_protocol: dict[str, list] = {p: [] for p in protocols}
+    first_arrays = None
     timings.setdefault("extracting", 0.0)
     timings.setdefault("training", 0.0)
-    timings.setdefault("scoring", 0.0)
-    for k, (train_split, test_split) in enumerate(_partitions(data), start=1):
+    partitions = _partitions(data)
+    for k, (train_split, test_split) in enumerate(partitions, start=1):
         clock = time.perf_counter()
         train_records, test_records = data.splits[train_split], data.splits[test_split]
         train_y, test_y = np.asarray(data.labels[train_split]), np.asarray(data.labels[test_split])
@@ -255,8 +294,9 @@ def _classification(spec, name, data: ClassificationData, source, report, timing
         timings["extracting"] += time.perf_counter() - clock
 
         train_ids = np.asarray([r.id for r in train_records])
+        test_ids = np.asarray([r.id for r in test_records])
         groups = None
-        if train_x.ndim == 3:   # jittered training views augment the SVM's data, as in [1]
+        if train_x.ndim == 3:   # jittered training views augment the training data, as in [1]
             views = train_x.shape[1]
             train_x = train_x.reshape(-1, train_x.shape[-1])
             train_y = np.repeat(train_y, views, axis=0)
@@ -265,40 +305,57 @@ def _classification(spec, name, data: ClassificationData, source, report, timing
         train_x, test_x = _finish_features(spec, train_x), _finish_features(spec, test_x)
 
         clock = time.perf_counter()
-        report(Progress("training", k - 1, data.partitions, message=f"linear SVMs on {train_split}"))
-        outcome = protocol.run(train_x, train_y, test_x, test_y, data.classes,
-                               multilabel=data.multilabel, train_groups=groups)
+        for protocol_name, protocol in instances.items():
+            report(Progress("training", k - 1, len(partitions), message=f"{protocol_name} on {train_split}"))
+            outcome = protocol.run(train_x, train_y, test_x, test_y, data.classes, multilabel=data.multilabel,
+                                   train_groups=groups)
+            outcome.units.ids = test_ids
+            if len(partitions) > 1:
+                outcome.units.partition = np.full(len(test_ids), k)
+            per_protocol[protocol_name].append(outcome)
         timings["training"] += time.perf_counter() - clock
-        outcomes.append(outcome)
         if first_arrays is None:
             first_arrays = {
                 "train_features": train_x, "train_labels": train_y, "train_ids": train_ids,
-                "test_features": test_x, "test_labels": test_y,
-                "test_ids": np.asarray([r.id for r in test_records]),
+                "test_features": test_x, "test_labels": test_y, "test_ids": test_ids,
                 "classes": np.asarray(data.classes), "multilabel": np.asarray(data.multilabel),
-                "svm_c": outcome.details["svm_c"], "multiclass": np.asarray(outcome.settings["multiclass"]),
                 "partition": np.asarray(1),
             }
+            if "svm" in per_protocol:
+                svm = per_protocol["svm"][0]
+                first_arrays["svm_c"] = svm.details["svm_c"]
+                first_arrays["multiclass"] = np.asarray(svm.settings["multiclass"])
+    merged = {p: _merge_partitions(outcomes) for p, outcomes in per_protocol.items()}
+    first_arrays["_shared_settings"] = {
+        "splits": {"train": data.train_split, "test": data.test_split,
+                   "train_images": len(data.splits[data.train_split]),
+                   "test_images": len(data.splits[data.test_split])}}
+    return merged, "classification", first_arrays
 
-    clock = time.perf_counter()
-    report(Progress("scoring", 0, 1, message=data.metric))
-    score = float(np.mean([o.score for o in outcomes]))
-    per_class = {c: float(np.mean([o.per_class.get(c, np.nan) for o in outcomes])) for c in outcomes[0].per_class}
+
+def _merge_partitions(outcomes: list):
+    """One outcome from a protocol's outcomes on each partition: scores averaged (SUN397's mean over
+    its 10 partitions), units concatenated with their partition."""
+    from workers.protocols import ProtocolOutcome, UnitOutputs
+
+    if len(outcomes) == 1:
+        return outcomes[0]
     settings = dict(outcomes[0].settings)
-    if len(outcomes) > 1:
-        settings["partitions"] = len(outcomes)
-        settings["partition_scores"] = [o.score for o in outcomes]
+    settings["partitions"] = len(outcomes)
+    settings["partition_scores"] = [o.score for o in outcomes]
+    if "chosen_c" in settings:
         settings["chosen_c"] = [o.settings["chosen_c"] for o in outcomes]
-    settings["splits"] = {"train": data.train_split, "test": data.test_split,
-                          "train_images": len(data.splits[data.train_split]),
-                          "test_images": len(data.splits[data.test_split])}
-    result = EvaluationResult(benchmark=name, metric=data.metric, score=score, per_class=per_class,
-                              protocol=settings)
-    timings["scoring"] += time.perf_counter() - clock
-    return result, "classification", first_arrays
+    per_class = {c: float(np.mean([o.per_class.get(c, np.nan) for o in outcomes])) for c in outcomes[0].per_class}
+    units = [o.units for o in outcomes]
+    axis = 1 if units[0].kind == "draws" else 0
+    merged_units = UnitOutputs(units[0].kind, np.concatenate([u.values for u in units], axis=axis),
+                               labels=np.concatenate([u.labels for u in units]),
+                               ids=np.concatenate([u.ids for u in units]),
+                               partition=np.concatenate([u.partition for u in units]))
+    return ProtocolOutcome(float(np.mean([o.score for o in outcomes])), per_class, settings, {}, merged_units)
 
 
-def _retrieval(spec, name, data: RetrievalData, source, report, timings) -> EvaluationResult:
+def _retrieval(spec, name, data: RetrievalData, source, report, timings, protocols: list[str]):
     clock = time.perf_counter()
     jitter = "average" if spec.jitter else None
     database_x = source.features(data.database, dataset=name, split="database", jitter=jitter)
@@ -321,22 +378,30 @@ def _retrieval(spec, name, data: RetrievalData, source, report, timings) -> Eval
     report(Progress("scoring", 0, len(data.queries), message=data.metric))
     database_x, query_x = _finish_features(spec, database_x), _finish_features(spec, query_x)
     query_ids = [q.image.id for q in data.queries]
-    outcome = protocol.run(database_x, [r.id for r in data.database], query_x, query_ids, data.queries,
-                           data.metric)
+    query_names = [q.name or q.id for q in data.queries]
+    order = protocol.rank(database_x, query_x, top_k=4 if data.metric == "ukbench_ns" else None)
+    outcomes = {}
+    for protocol_name in protocols:
+        if protocol_name == "ranking":
+            outcome = protocol.score(order, [r.id for r in data.database], query_ids, data.queries, data.metric)
+        else:
+            outcome = protocol.score_revisited(order, data.info["revisited_gnd"], query_names, protocol_name)
+        outcome.settings.update({"queries": len(data.queries), "database_images": len(data.database),
+                                 "query_crop": "box" if any(q.image.box for q in data.queries) else "none"})
+        outcomes[protocol_name] = outcome
     if protocol.whitening:   # store the whitened features, so reproduce.py needs no PCA
         database_x, query_x = protocol.project(database_x), protocol.project(query_x)
-    settings = {**outcome.settings, "queries": len(data.queries), "database_images": len(data.database),
-                "query_crop": "box" if any(q.image.box for q in data.queries) else "none"}
-    result = EvaluationResult(benchmark=name, metric=data.metric, score=outcome.score,
-                              per_class=outcome.per_class, protocol=settings)
     ground_truth = {(q.name or q.id): {"good": q.good, "ok": q.ok, "junk": q.junk} for q in data.queries}
     timings["scoring"] = time.perf_counter() - clock
-    return result, "retrieval", {
+    arrays = {
         "database_features": database_x, "database_ids": np.asarray([r.id for r in data.database]),
         "query_features": query_x, "query_ids": np.asarray(query_ids),
-        "query_names": np.asarray([q.name or q.id for q in data.queries]),
+        "query_names": np.asarray(query_names),
         "ground_truth": np.asarray(json.dumps(ground_truth)),
     }
+    if "revisited_gnd" in data.info:
+        arrays["revisited_gnd"] = np.asarray(json.dumps(data.info["revisited_gnd"]))
+    return outcomes, "retrieval", arrays
 
 
 def _retrieval_protocol(spec, name: str, source, timings) -> CosineRetrieval:
@@ -356,7 +421,9 @@ def _retrieval_protocol(spec, name: str, source, timings) -> CosineRetrieval:
         features, source=f"{other.name} ({len(records)} images)")
 
 
-def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict) -> None:
+def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict, results: list[dict]) -> None:
+    """features.npz (what every protocol saw) and units_<protocol>.npz (what each one's score and
+    interval are computed from) in spec.output_dir, for the bundles and the boards' rank groups."""
     if spec.output_dir is None:
         return
     out = Path(spec.output_dir)
@@ -367,3 +434,8 @@ def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict) ->
         score=np.asarray(result.score), settings=np.asarray(json.dumps(json_safe(result.protocol))), **arrays,
     )
     result.artifacts["features.npz"] = str(path)
+    for entry in results:
+        units_path = out / f"units_{entry['name']}.npz"
+        confidence.save_units(units_path, entry["units"])
+        entry["artifacts"] = {"units.npz": str(units_path)}
+        result.artifacts[f"units_{entry['name']}.npz"] = str(units_path)

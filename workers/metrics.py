@@ -19,6 +19,8 @@ __all__ = [
     "mean_class_accuracy",
     "oxford_ap",
     "oxford_map",
+    "revisited_map",
+    "ukbench_counts",
     "ukbench_ns",
     "voc07_ap",
     "voc07_map",
@@ -224,6 +226,12 @@ def holidays_map(rankings: Mapping[str, Sequence[str]], database: Iterable[str] 
     return float(total / len(rankings))
 
 
+def ukbench_counts(rankings: Mapping[int, Sequence[int]]) -> dict[int, int]:
+    """Per query, how many of its group's 4 images are among its top 4 (0 to 4)."""
+    return {query: sum(1 for other in ranking[:4] if int(other) // 4 == int(query) // 4)
+            for query, ranking in rankings.items()}
+
+
 def ukbench_ns(rankings: Mapping[int, Sequence[int]]) -> float:
     """UKBench N-S score: relevant images (same `number // 4`) among the top 4, averaged; 0 to 4.
 
@@ -232,11 +240,97 @@ def ukbench_ns(rankings: Mapping[int, Sequence[int]]) -> float:
     """
     if not rankings:
         raise ValueError("no query")
-    counts = [
-        sum(1 for other in ranking[:4] if int(other) // 4 == int(query) // 4)
-        for query, ranking in rankings.items()
-    ]
-    return float(np.mean(counts))
+    return float(np.mean(list(ukbench_counts(rankings).values())))
+
+
+# ---- Revisited Oxford and Paris (Radenović et al., CVPR 2018), revisitop's python/evaluate.py --------
+
+REVISITED_PROTOCOLS = ("easy", "medium", "hard")
+
+
+def _revisitop_ap(ranks: np.ndarray, nres: int) -> float:
+    """revisitop's `compute_ap`: trapezoids over the positives' (junk-adjusted, 0-based) positions."""
+    ap = 0.0
+    recall_step = 1.0 / nres
+    for j, rank in enumerate(ranks):
+        precision_0 = 1.0 if rank == 0 else float(j) / rank
+        precision_1 = float(j + 1) / (rank + 1)
+        ap += (precision_0 + precision_1) * recall_step / 2.0
+    return ap
+
+
+def _revisitop_compute_map(ranks: np.ndarray, gnd: Sequence[Mapping[str, Any]], kappas: Sequence[int]):
+    """revisitop's `compute_map(ranks, gnd, kappas)`: (mAP, per-query APs, mP@k, per-query P@k).
+
+    ranks (n_db, n_queries) of 0-based database indices, best first; gnd[i]["ok"] the positives and
+    gnd[i]["junk"] the junk of query i. A query with no positive gets NaN and is left out of the means.
+    """
+    nq = len(gnd)
+    aps = np.zeros(nq)
+    prs = np.zeros((nq, len(kappas)))
+    total, pr, nempty = 0.0, np.zeros(len(kappas)), 0
+    for i in range(nq):
+        qgnd = np.array(gnd[i]["ok"])
+        if qgnd.shape[0] == 0:
+            aps[i] = float("nan")
+            prs[i, :] = float("nan")
+            nempty += 1
+            continue
+        qgndj = np.array(gnd[i].get("junk", []))
+        pos = np.arange(ranks.shape[0])[np.isin(ranks[:, i], qgnd)]
+        junk = np.arange(ranks.shape[0])[np.isin(ranks[:, i], qgndj)]
+        k = ij = 0
+        if len(junk):
+            ip = 0
+            while ip < len(pos):   # each positive moves up by the junk images ranked before it
+                while ij < len(junk) and pos[ip] > junk[ij]:
+                    k += 1
+                    ij += 1
+                pos[ip] = pos[ip] - k
+                ip += 1
+        ap = _revisitop_ap(pos, len(qgnd))
+        total += ap
+        aps[i] = ap
+        pos = pos + 1   # 1-based
+        for j, kappa in enumerate(kappas):
+            kq = min(max(pos), kappa)
+            prs[i, j] = (pos <= kq).sum() / kq
+        pr = pr + prs[i, :]
+    if nq == nempty:   # no query has a positive under this protocol (revisitop divides by zero): undefined
+        return float("nan"), aps, np.full(len(kappas), float("nan")), prs
+    return total / (nq - nempty), aps, pr / (nq - nempty), prs
+
+
+def revisited_ground_truth(gnd: Sequence[Mapping[str, Any]], protocol: str) -> list[dict[str, np.ndarray]]:
+    """The positives ("ok") and junk of each query under Easy, Medium or Hard (example_evaluate.py):
+    Easy: ok = easy, junk = junk + hard; Medium: ok = easy + hard, junk = junk;
+    Hard: ok = hard, junk = junk + easy."""
+    parts = {"easy": (("easy",), ("junk", "hard")), "medium": (("easy", "hard"), ("junk",)),
+             "hard": (("hard",), ("junk", "easy"))}
+    if protocol not in parts:
+        raise ValueError(f"unknown revisited protocol {protocol!r}: use easy, medium or hard")
+    ok, junk = parts[protocol]
+    return [{"ok": np.concatenate([np.asarray(g[key], dtype=np.int64) for key in ok]),
+             "junk": np.concatenate([np.asarray(g[key], dtype=np.int64) for key in junk])} for g in gnd]
+
+
+def revisited_map(ranks: Any, gnd: Sequence[Mapping[str, Any]], kappas: Sequence[int] = (1, 5, 10)) -> dict:
+    """Revisited Oxford / Paris scores, as revisitop's `python/evaluate.py` computes them.
+
+    ranks: (n_database, n_queries) 0-based database indices, best first (one column per query);
+    gnd: the ground-truth pickle's per-query dicts with `easy`, `hard` and `junk` index lists.
+    Returns {"easy"|"medium"|"hard": {"map": ..., "mp@1": ..., "mp@5": ..., "mp@10": ...,
+    "aps": per-query APs (NaN where a query has no positive)}}, as fractions.
+    """
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 2 or ranks.shape[1] != len(gnd):
+        raise ValueError(f"ranks must be (n_database, n_queries = {len(gnd)}), got {ranks.shape}")
+    out = {}
+    for protocol in REVISITED_PROTOCOLS:
+        mean_ap, aps, mp, _ = _revisitop_compute_map(ranks, revisited_ground_truth(gnd, protocol), list(kappas))
+        out[protocol] = {"map": float(mean_ap), **{f"mp@{k}": float(v) for k, v in zip(kappas, mp)},
+                         "aps": [float(a) for a in aps]}
+    return out
 
 
 def mean_class_accuracy(y_true: Any, y_pred: Any) -> float:

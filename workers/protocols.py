@@ -1,5 +1,8 @@
 """The evaluation protocols of [1], scikit-learn style: configure in __init__, then `run(...)`.
 
+Today's protocols (weighted k-NN, the linear probe, few-shot) are in `workers.probes`; the names a
+job asks for and each benchmark's defaults are in `workers.protocol_catalog`.
+
 - `LinearSVMClassification`: linear SVMs (sklearn `LinearSVC`) on the training split's features,
   C chosen by stratified cross-validation on the training split over a small grid (or fixed), and
   scored on the test split with the benchmark's official metric. Single-label sets: one-vs-rest
@@ -42,12 +45,31 @@ def postprocess(features: np.ndarray, *, power_norm: float | None = None, l2: bo
 
 
 @dataclass
+class UnitOutputs:
+    """What a score is computed from, one entry per test image (or query): its confidence interval and
+    the paired comparison of two results are drawn by resampling these units (workers.confidence).
+
+    kind "predictions": values (n,) predicted class indices, labels (n,) the true ones (mean class
+    accuracy); "scores": values (n, C) class scores, labels (n, C) of 1/-1/0 (VOC07 mAP); "draws":
+    values (d, n) predictions of d seeded few-shot draws (their mean accuracy); "per_query": values (q,)
+    each query's AP or N-S count, NaN for a query without positives (the mean of the others).
+    """
+
+    kind: str
+    values: np.ndarray
+    labels: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    partition: np.ndarray | None = None   # per unit: its partition (SUN397's 10), scored apart then averaged
+
+
+@dataclass
 class ProtocolOutcome:
     score: float
     per_class: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     # what the scoring saw, for the artifacts: predictions or rankings
     details: dict[str, Any] = field(default_factory=dict)
+    units: UnitOutputs | None = None
 
 
 class LinearSVMClassification:
@@ -59,7 +81,7 @@ class LinearSVMClassification:
     multiclass : "ovr" (one-vs-rest) or "ovo" (one-vs-one with voting); single-label sets only.
     """
 
-    name = "linear_svm"
+    name = "svm"
 
     def __init__(self, svm_c: float | None = None, c_grid: Sequence[float] = DEFAULT_C_GRID,
                  cv_folds: int = 3, multiclass: str = "ovr", max_iter: int = 20000, random_state: int = 0):
@@ -134,7 +156,8 @@ class LinearSVMClassification:
         score = mean_class_accuracy(test_y, predictions)
         per_class = {str(classes[k]): float(np.mean(predictions[test_y == k] == k)) for k in np.unique(test_y)}
         settings = {**self.settings(), "chosen_c": c, "cv_scores": cv_scores, "metric": "mean_class_accuracy"}
-        return ProtocolOutcome(score, per_class, settings, {"predictions": predictions, "svm_c": np.array([c])})
+        return ProtocolOutcome(score, per_class, settings, {"predictions": predictions, "svm_c": np.array([c])},
+                               UnitOutputs("predictions", predictions, labels=np.asarray(test_y)))
 
     def _run_multilabel(self, train_x, train_y, test_x, test_y, classes, train_groups) -> ProtocolOutcome:
         from workers.metrics import voc07_map
@@ -157,7 +180,8 @@ class LinearSVMClassification:
                     "cv_scores": cv_all, "metric": "voc07_map", "difficult": "left out of training"}
         per_class = {str(name): float(ap) for name, ap in zip(classes, per_class_ap)}
         return ProtocolOutcome(float(mean_ap), per_class, settings,
-                               {"scores": scores, "svm_c": np.array([chosen[str(n)] for n in classes])})
+                               {"scores": scores, "svm_c": np.array([chosen[str(n)] for n in classes])},
+                               UnitOutputs("scores", scores, labels=np.asarray(test_y)))
 
 
 def _pca_whitening(features: np.ndarray, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +202,7 @@ class CosineRetrieval:
     whitening_dim : keep this many PCA components (None = all).
     """
 
-    name = "cosine_retrieval"
+    name = "ranking"
 
     def __init__(self, whitening: str | None = None, whitening_dim: int | None = None,
                  chunk: int = 1024):
@@ -236,11 +260,16 @@ class CosineRetrieval:
 
     def run(self, database: np.ndarray, database_ids: Sequence[str], queries: np.ndarray,
             query_ids: Sequence[str], ground_truth: Sequence[Any], metric: str) -> ProtocolOutcome:
-        """ground_truth: the `RetrievalQuery`s, aligned with `queries`."""
+        """ground_truth: the `RetrievalQuery`s, aligned with `queries`. The benchmark's official metric."""
+        order = self.rank(database, queries, top_k=4 if metric == "ukbench_ns" else None)
+        return self.score(order, database_ids, query_ids, ground_truth, metric)
+
+    def score(self, order: np.ndarray, database_ids: Sequence[str], query_ids: Sequence[str],
+              ground_truth: Sequence[Any], metric: str) -> ProtocolOutcome:
+        """The official metric of a ranking `order` (n_queries, n_database or top_k), per query too."""
         from workers import metrics
 
         settings = {**self.settings(), "metric": metric}
-        order = self.rank(database, queries, top_k=4 if metric == "ukbench_ns" else None)
         if metric in ("holidays_map", "oxford_map"):
             ids = np.asarray(list(database_ids))
             rankings = {qid: ids[row].tolist() for qid, row in zip(query_ids, order)}
@@ -256,11 +285,29 @@ class CosineRetrieval:
             db_numbers = np.asarray([_image_number(i) for i in database_ids])
             number_rankings = {numbers[qid]: db_numbers[row].tolist() for qid, row in zip(query_ids, order)}
             score = metrics.ukbench_ns(number_rankings)
-            per_query = {}
+            counts = metrics.ukbench_counts(number_rankings)
+            per_query = {qid: float(counts[numbers[qid]]) for qid in query_ids}
         else:
             raise EngineError(f"unknown retrieval metric {metric!r}")
-        return ProtocolOutcome(float(score), {str(k): float(v) for k, v in per_query.items()}, settings,
-                               {"order": order})
+        names = [str(k) for k in per_query]
+        units = UnitOutputs("per_query", np.asarray([per_query[k] for k in per_query], dtype=np.float64),
+                            ids=np.asarray(names))
+        shown = {} if metric == "ukbench_ns" else {str(k): float(v) for k, v in per_query.items()}
+        return ProtocolOutcome(float(score), shown, settings, {"order": order}, units)
+
+    def score_revisited(self, order: np.ndarray, gnd: Sequence[dict], query_names: Sequence[str],
+                        protocol: str) -> ProtocolOutcome:
+        """Revisited Oxford / Paris under `protocol` (easy | medium | hard): revisitop's mAP and mP@k."""
+        from workers import metrics
+
+        scores = metrics.revisited_map(order.T, gnd)[protocol]
+        per_query = dict(zip(query_names, scores["aps"]))
+        settings = {**self.settings(), "protocol": protocol, "metric": "revisited_map", "revisited_protocol": protocol,
+                    **{key: value for key, value in scores.items() if key.startswith("mp@")},
+                    "queries_without_positives": int(np.isnan(scores["aps"]).sum())}
+        units = UnitOutputs("per_query", np.asarray(scores["aps"], dtype=np.float64), ids=np.asarray(query_names))
+        return ProtocolOutcome(scores["map"], {k: v for k, v in per_query.items() if not np.isnan(v)}, settings,
+                               {"order": order}, units)
 
 
 def _image_number(image_id: str) -> int:

@@ -17,6 +17,7 @@ for the submitter; callers branch on the class, never on the text.
 from __future__ import annotations
 
 import json
+import pickle
 import pickletools
 import re
 import struct
@@ -154,8 +155,6 @@ def _load_safetensors(path: Path) -> dict:
 
 
 def _load_torch(path: Path, fmt: str) -> dict:
-    import pickle
-
     import torch
 
     try:
@@ -411,3 +410,58 @@ def extract_model_folder(path: Path, target: Path, *, max_bytes: int) -> list[st
             shutil.rmtree(target, ignore_errors=True)
             raise
     return sorted(chosen)
+
+
+# ---- ground-truth pickles (Revisited Oxford / Paris) --------------------------------------------
+
+# What a ground-truth pickle may rebuild: numpy arrays and scalars (and the bytes protocol 2 pickles
+# encode their data with). Anything else, a function above all, is refused before it is looked up.
+_GROUND_TRUTH_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+MAX_GROUND_TRUTH_BYTES = 256 * 1024 * 1024
+
+
+class _GroundTruthUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _GROUND_TRUTH_GLOBALS:
+            raise UnsafeUpload(f"the ground-truth pickle refers to {module}.{name}: only containers, numbers, "
+                               "strings and numpy arrays of numbers are read (nothing in it may run)")
+        return super().find_class(module, name)
+
+
+def _plain(value, path: str = "gnd") -> None:
+    """Refuse anything but containers, numbers, strings and numeric numpy arrays, anywhere in `value`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise UnsafeUpload(f"{path}: a key of type {type(key).__name__}")
+            _plain(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _plain(item, f"{path}[{index}]")
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise UnsafeUpload(f"{path}: an array of {value.dtype} (only numbers are read)")
+    elif not isinstance(value, (str, bytes, int, float, bool, np.number, type(None))):
+        raise UnsafeUpload(f"{path}: a {type(value).__name__} (only containers, numbers and strings are read)")
+
+
+def load_ground_truth_pickle(path: Path) -> dict:
+    """A ground-truth pickle (revisitop's gnd_roxford5k.pkl) read with a restricted unpickler."""
+    import io
+    path = Path(path)
+    if path.stat().st_size > MAX_GROUND_TRUTH_BYTES:
+        raise UploadTooLarge(f"{path.name} is larger than {MAX_GROUND_TRUTH_BYTES // 2**20} MiB")
+    try:
+        loaded = _GroundTruthUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except UnsafeUpload:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise MalformedUpload(f"{path.name} is not a readable ground-truth pickle: {_first_line(exc)}") from None
+    _plain(loaded)
+    if not isinstance(loaded, dict):
+        raise MalformedUpload(f"{path.name} holds a {type(loaded).__name__}, not a dict")
+    return loaded

@@ -328,6 +328,44 @@ def make_ukbench(root: Path, groups: int = 3, size: int = 8) -> Replica:
     return replica
 
 
+def make_revisited(root: Path, dataset: str = "roxford5k", landmarks: tuple[str, ...] = OXFORD_LANDMARKS,
+                   per_landmark: int = 6, queries_per_landmark: int = 2, distractors: int = 0,
+                   size: int = 8) -> Replica:
+    """revisitop's layout: jpg/<name>.jpg and gnd_<dataset>.pkl, a pickle (protocol 2, as revisitop's)
+    of {imlist, qimlist, gnd: [{bbx, easy, hard, junk}]} with numpy index arrays. The images of a
+    landmark share its colour; easy, hard and junk split the query's landmark-mates. `distractors`
+    > 0 also writes a revisitop1m-style folder ROOT/r1m (jpg/ and revisitop1m.txt)."""
+    import pickle
+
+    root = Path(root)
+    replica = Replica(root=root)
+    imlist, qimlist, gnd = [], [], []
+    for index, landmark in enumerate(landmarks):
+        names = [f"{landmark}_{k:06d}" for k in range(per_landmark)]
+        start = len(imlist)
+        for k, name in enumerate(names):
+            write_jpeg(root / "jpg" / f"{name}.jpg", index, size, seed=k)
+        imlist.extend(names)
+        mates = list(range(start, start + per_landmark))
+        for q in range(queries_per_landmark):
+            query = f"{landmark}_query_{q}"
+            write_jpeg(root / "jpg" / f"{query}.jpg", index, size, seed=100 + q)
+            qimlist.append(query)
+            gnd.append({"bbx": np.array([1.0, 1.0, size - 1.0, size - 1.0]),
+                        "easy": np.array(mates[:3]), "hard": np.array(mates[3:-1]), "junk": np.array(mates[-1:])})
+            replica.queries.append(query)
+    with open(root / f"gnd_{dataset}.pkl", "wb") as handle:
+        pickle.dump({"imlist": imlist, "qimlist": qimlist, "gnd": gnd}, handle, protocol=2)
+    if distractors:
+        names = [f"distractor_{k:07d}" for k in range(distractors)]
+        for k, name in enumerate(names):
+            write_jpeg(root / "r1m" / "jpg" / f"{name}.jpg", 90 + k, size, seed=k)
+        (root / "r1m" / "revisitop1m.txt").write_text("".join(f"{name}.jpg\n" for name in names))
+    replica.images = len(imlist)
+    replica.extra["gnd"] = gnd
+    return replica
+
+
 MAKERS = {
     "voc2007": make_voc2007,
     "mit67": make_mit67,
@@ -340,6 +378,7 @@ MAKERS = {
     "oxford5k": make_oxford5k,
     "paris6k": make_paris6k,
     "ukbench": make_ukbench,
+    "roxford5k": make_revisited,
 }
 
 
