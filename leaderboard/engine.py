@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from leaderboard.submissions.models import EvaluationJob, Submission
-from workers import families, uploads
+from workers import families, protocol_catalog, uploads
 from workers.benchmarks import BENCHMARKS, PAPER, get_benchmark
 from workers.contract import EVALUATE_JOB_TASK, EngineError, EvaluationSpec, UploadRefused, json_safe
 from workers.datasets.base import DatasetError
@@ -29,8 +29,9 @@ __all__ = [
     "builtin_models", "check_model_options", "data_root", "data_roots", "engine_architectures", "file_sha256",
     "inspect_upload", "readout_help",
     "job_output_dir", "job_spec", "json_safe", "library_architectures", "loader_workers", "model_folder",
-    "model_preview", "paper_multiclass", "readouts", "resolve_multiclass", "runnable_benchmarks",
-    "write_result_bundle",
+    "model_preview", "offered_protocols", "paper_multiclass", "protocol_choices", "protocol_detail",
+    "protocol_title", "protocol_version", "readouts", "resolve_multiclass", "resolve_protocols", "runnable_benchmarks",
+    "units_separable", "write_result_bundle",
 ]
 
 _UPLOAD_KINDS = {
@@ -111,6 +112,66 @@ def benchmark_kind(benchmark: str) -> str:
     return known.kind if known else ""
 
 
+def protocol_choices() -> list[tuple[str, str, str]]:
+    """(name, title, benchmark kind) of every protocol a job can ask for."""
+    return [(info.name, info.title, info.kind) for info in protocol_catalog.PROTOCOLS.values()]
+
+
+def protocol_version(name: str) -> str:
+    """The protocol's current version: a result made at another one is re-run by `rescore`."""
+    info = protocol_catalog.PROTOCOLS.get(name)
+    return info.version if info else ""
+
+
+def protocol_title(name: str) -> str:
+    info = protocol_catalog.PROTOCOLS.get(name)
+    return info.title if info else name
+
+
+def resolve_protocols(benchmark: str, requested: list[str]) -> list[str]:
+    """The protocols a job on `benchmark` runs: those of `requested` it can run, else its defaults."""
+    known = get_benchmark(benchmark)
+    offered = protocol_catalog.applicable(known.kind, known.metric)
+    chosen = [name for name in requested if name in offered]
+    return protocol_catalog.resolve(known.kind, known.metric, chosen, benchmark=benchmark)
+
+
+def offered_protocols(benchmark: str) -> list[str]:
+    known = get_benchmark(benchmark)
+    return protocol_catalog.applicable(known.kind, known.metric)
+
+
+def protocol_detail(entry: dict) -> str:
+    """A protocol's settings in a few words, for a board's protocol column ("one-vs-one", "k = 20")."""
+    settings = entry.get("settings", {})
+    name = entry.get("name")
+    if name == "svm":
+        scheme = settings.get("multiclass", "")
+        return {"ovo": "one-vs-one", "ovr": "one-vs-rest"}.get(scheme, scheme)
+    if name == "knn":
+        return f"k = {settings.get('k')}, T = {settings.get('temperature')}"
+    if name == "linear_probe":
+        chosen = settings.get("chosen_c")
+        return f"C = {chosen:g}" if isinstance(chosen, (int, float)) else "C per class"
+    if name == "fewshot":
+        return f"{settings.get('headline_shots')}-shot, {settings.get('draws')} draws"
+    return ""
+
+
+def units_separable(path_a: Path, path_b: Path) -> bool | None:
+    """Whether two results' scores can be told apart by a paired bootstrap over their test units;
+    None when they were not scored on the same units (or the outputs are gone)."""
+    from workers import confidence
+
+    try:
+        a, b = confidence.load_units(path_a), confidence.load_units(path_b)
+    except (OSError, ValueError, KeyError):
+        return None
+    if not confidence.comparable(a, b):
+        return None
+    return confidence.separable(a, b)
+
+
 def paper_multiclass(benchmark: str) -> str:
     """The multi-class SVM scheme [1] used on `benchmark`: "ovo" (one-vs-one) or "ovr" (one-vs-rest)."""
     return get_benchmark(benchmark).paper_multiclass
@@ -171,6 +232,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         readout=submission.readout or None,
         hub_cache=Path(settings.SHELFMARK_HF_CACHE),
         hub_token=settings.SHELFMARK_HF_TOKEN,
+        protocols=list(job.protocols) or None,
     )
     if submission.source == Submission.Source.BUILTIN:
         spec.model, spec.random_init = submission.architecture, submission.random_init
@@ -188,9 +250,9 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
 # ---- results ------------------------------------------------------------------------------------
 
 def write_result_bundle(target: Path, *, features_npz: Path, protocol: dict, provenance: dict, score: float,
-                        metric: str) -> Path:
+                        metric: str, units_npz: Path | None = None, confidence_interval: dict | None = None) -> Path:
     """The reproduction zip of a result (workers/bundle.py), written atomically at `target`."""
     from workers.bundle import write_bundle
 
     return write_bundle(target, features_npz=features_npz, protocol=protocol, provenance=provenance, score=score,
-                        metric=metric)
+                        metric=metric, units_npz=units_npz, confidence_interval=confidence_interval)

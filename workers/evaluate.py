@@ -1,13 +1,17 @@
-"""`run_evaluation(spec, progress)`: one model (or ONNX graph, or precomputed features) on one benchmark.
+"""`run_evaluation(spec, progress)`: one model (or ONNX graph, or precomputed features) on one benchmark,
+scored by every protocol the spec names (or the benchmark's defaults: workers/protocol_catalog.py).
 
-Stages, reported through `Progress`: loading_model, extracting, training, scoring, done.
+Stages, reported through `Progress`: downloading (Hub models), loading_model, extracting, training,
+scoring (the protocols' metrics and their bootstrap intervals), done. The features are extracted once;
+each protocol gives one entry of `EvaluationResult.protocols`, the first is the headline.
 
 Precomputed features (`spec.features`) are an .npz keyed by the benchmark's image ids: either one
 array per image id (`np.savez(f, **{image_id: vector})`), or two arrays `ids` (n,) str and
 `features` (n, D). A query cropped to a box (Oxford, Paris) is looked up as `query/<image id>`
 first, then as its image id (uncropped; recorded as such).
 
-Artifacts, written to `spec.output_dir` when set, `features.npz` (load with allow_pickle=False):
+Artifacts, written to `spec.output_dir` when set: `units_<protocol>.npz` per protocol (what its score
+and interval are computed from: workers/confidence.py) and `features.npz` (load with allow_pickle=False):
 everything a standalone numpy + scikit-learn `reproduce.py` needs. The features are the ones the
 protocol saw, already post-processed (signed power, then L2 normalisation, as the settings say).
   common:          kind ("classification" | "retrieval"), benchmark, metric, score (the engine's),

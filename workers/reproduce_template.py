@@ -143,10 +143,30 @@ def svc(c, settings):
                      random_state=int(settings.get("random_state", 0)))
 
 
-def logistic(c, settings):
-    from sklearn.linear_model import LogisticRegression
+class _Logistic:
+    """scikit-learn's LogisticRegression, fitted single-threaded on small problems (the engine's rule)."""
 
-    return LogisticRegression(C=float(c), max_iter=int(settings.get("max_iter", 1000)))
+    def __init__(self, c, settings):
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(C=float(c), max_iter=int(settings.get("max_iter", 1000)))
+
+    def fit(self, x, y):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1 if x.size < 2**24 else None):
+            self.model.fit(x, y)
+        return self
+
+    def predict(self, x):
+        return self.model.predict(x)
+
+    def decision_function(self, x):
+        return self.model.decision_function(x)
+
+
+def logistic(c, settings):
+    return _Logistic(c, settings)
 
 
 def first(value):

@@ -72,6 +72,7 @@ def evaluate_job(self, job_id: int) -> str:
         services.job_fail(job_id, INTERNAL_ERROR, traceback.format_exc())
         return "failed"
     services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started)
+    services.board_warm(job_id)
     return "done"
 
 

@@ -22,15 +22,33 @@ class ResultSerializer(serializers.ModelSerializer):
     metric = serializers.SlugRelatedField(slug_field="code", read_only=True)
     reference = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     rank = serializers.SerializerMethodField()
+    rank_group = serializers.SerializerMethodField()
+    protocol = serializers.SerializerMethodField()
+    confidence_interval = serializers.SerializerMethodField()
 
     class Meta:
         model = Result
-        fields = ["id", "dataset", "rank", "method", "score", "metric", "metric_label", "kind", "origin",
-                  "confidence", "reference", "source", "note", "provenance", "created_at"]
+        fields = ["id", "dataset", "rank", "rank_group", "method", "score", "confidence_interval", "metric",
+                  "metric_label", "protocol", "protocol_detail", "kind", "origin", "confidence", "reference", "source",
+                  "note", "provenance", "created_at"]
 
     def get_rank(self, result) -> int | None:
         """Rank on the dataset's board; set only when results are listed as a board (a dataset's results)."""
         return getattr(result, "rank", None)
+
+    def get_rank_group(self, result) -> str | None:
+        """"1–3" when a paired bootstrap cannot tell this row from its neighbours (board listings only)."""
+        return getattr(result, "rank_group", None)
+
+    def get_protocol(self, result) -> str:
+        """The protocol Shelfmark measured it with (svm, knn, linear_probe, ...), or "reported" (a paper's)."""
+        return result.protocol or "reported"
+
+    def get_confidence_interval(self, result) -> dict | None:
+        """The 95% bootstrap interval of a measured score, in the metric's unit; None for reported numbers."""
+        if result.ci_low is None:
+            return None
+        return {"low": result.ci_low, "high": result.ci_high, "level": 0.95}
 
 
 class DatasetSerializer(serializers.ModelSerializer):

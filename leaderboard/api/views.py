@@ -4,7 +4,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
-from leaderboard.boards.selectors import board_rows, public_results
+from leaderboard.boards.selectors import REPORTED, board_rows, public_results
+from leaderboard.engine import protocol_choices
 from leaderboard.registry.models import Dataset, Reference, Result, TaskFamily
 
 from . import serializers as api_serializers
@@ -40,12 +41,14 @@ RESULT_FILTERS = [
     OpenApiParameter("dataset", str, description="dataset slug, e.g. voc2007_cls"),
     OpenApiParameter("kind", str, enum=[k.value for k in Result.Kind]),
     OpenApiParameter("origin", str, enum=[o.value for o in Result.Origin]),
+    OpenApiParameter("protocol", str, description="svm, knn, linear_probe, fewshot, ranking, easy, medium, hard, "
+                                                  "or reported (numbers from papers)"),
 ]
 
 
 @extend_schema_view(list=extend_schema(parameters=RESULT_FILTERS))
 class ResultViewSet(viewsets.ReadOnlyModelViewSet):
-    """Public results (reported and evaluated), filterable by dataset, kind and origin."""
+    """Public results (reported and evaluated), filterable by dataset, kind, origin and protocol."""
 
     serializer_class = api_serializers.ResultSerializer
 
@@ -60,6 +63,12 @@ class ResultViewSet(viewsets.ReadOnlyModelViewSet):
                 if value not in choices.values:
                     raise ValidationError({name: f"unknown {name} {value!r}; expected one of {list(choices.values)}"})
                 results = results.filter(**{name: value})
+        protocol = params.get("protocol")
+        if protocol:
+            known = {name for name, _, _ in protocol_choices()} | {REPORTED}
+            if protocol not in known:
+                raise ValidationError({"protocol": f"unknown protocol {protocol!r}; expected one of {sorted(known)}"})
+            results = results.filter(protocol="" if protocol == REPORTED else protocol)
         return results
 
 
@@ -76,7 +85,7 @@ ENDPOINTS = [
     ("GET", "/api/task-families/", "all task families"),
     ("GET", "/api/datasets/", "all datasets, with their metric"),
     ("GET", "/api/datasets/{slug}/", "one dataset with its public results, ranked"),
-    ("GET", "/api/results/?dataset=&kind=&origin=", "public results, filterable"),
+    ("GET", "/api/results/?dataset=&kind=&origin=&protocol=", "public results, filterable"),
     ("GET", "/api/references/", "references with their BibTeX"),
     ("GET", "/api/schema/", "the OpenAPI 3 schema (YAML; ?format=json for JSON)"),
 ]

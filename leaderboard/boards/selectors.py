@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from leaderboard import engine
 from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
+
+from .models import PairedComparison
 
 
 def public_results() -> QuerySet[Result]:
@@ -39,14 +45,64 @@ def rank_results(results: Iterable[Result], higher_is_better: bool) -> list[Resu
     return ranked
 
 
-def board_rows(dataset: Dataset) -> list[Result]:
+def board_rows(dataset: Dataset, *, protocol: str | None = None) -> list[Result]:
     """The live public board of a benchmark: its public results ranked by score, best first.
 
     Respects `dataset.metric.higher_is_better` (ILSVRC top-5 error ranks lowest first). Each result
-    gets a `.rank` attribute; method, reference and metric are already loaded.
+    gets `.rank` and `.rank_group` (see `assign_rank_groups`); method, reference and metric are
+    loaded. `protocol` keeps the rows of one protocol ("reported" for the numbers taken from papers).
     """
     results = public_results().filter(dataset=dataset)
-    return rank_results(results, dataset.metric.higher_is_better)
+    if protocol == REPORTED:
+        results = results.exclude(origin=Result.Origin.EVALUATED)
+    elif protocol:
+        results = results.filter(protocol=protocol)
+    return assign_rank_groups(rank_results(results, dataset.metric.higher_is_better))
+
+
+REPORTED = "reported"   # the protocol filter's name for numbers taken from papers (no interval)
+
+
+def board_protocols(dataset: Dataset) -> list[str]:
+    """The protocols of a board's public results, "reported" first when papers' numbers are there."""
+    names = set(public_results().filter(dataset=dataset).values_list("protocol", flat=True))
+    return ([REPORTED] if "" in names else []) + sorted(name for name in names if name)
+
+
+def _separable(first: Result, second: Result, known: dict) -> bool | None:
+    """The paired bootstrap's verdict on two measured results, computed once and kept."""
+    key = (first.pk, second.pk)
+    if key not in known:
+        verdict = None
+        if first.units and second.units:
+            media = Path(settings.MEDIA_ROOT)
+            verdict = engine.units_separable(media / first.units, media / second.units)
+        PairedComparison.objects.get_or_create(first=first, second=second, defaults={"separable": verdict})
+        known[key] = verdict
+    return known[key]
+
+
+def assign_rank_groups(ranked: list[Result]) -> list[Result]:
+    """Give each row a `.rank_group`: adjacent measured rows that a paired bootstrap cannot tell apart
+    share one ("1–3"); other rows keep their rank ("4"). Numbers from papers (no per-image outputs)
+    and results scored on other test units never join a group."""
+    pairs = list(zip(ranked, ranked[1:]))
+    ids = [r.pk for r in ranked if r.units]
+    known = {(c.first_id, c.second_id): c.separable
+             for c in PairedComparison.objects.filter(first_id__in=ids, second_id__in=ids)} if ids else {}
+    groups: list[list[Result]] = [[ranked[0]]] if ranked else []
+    for previous, result in pairs:
+        together = previous.units and result.units and _separable(previous, result, known) is False
+        if together:
+            groups[-1].append(result)
+        else:
+            groups.append([result])
+    for group in groups:
+        first, last = group[0].rank, group[-1].rank
+        label = f"{first}–{last}" if first != last else str(first)
+        for result in group:
+            result.rank_group = label
+    return ranked
 
 
 

@@ -27,6 +27,10 @@ def entry_payload(entry: LeaderboardEntry) -> dict:
         "confidence": entry.confidence,
         "reference": entry.reference_key,
         "provenance": entry.provenance,
+        "protocol": entry.protocol,
+        "protocol_detail": entry.protocol_detail,
+        "confidence_interval": [entry.ci_low, entry.ci_high],
+        "rank_group": entry.rank_group,
     }
 
 
@@ -55,6 +59,8 @@ def _frozen_entry(result: Result) -> LeaderboardEntry:
         reference_key=reference.key if reference else "",
         reference_label=str(reference) if reference else "",
         provenance=result.provenance or {},
+        protocol=result.protocol, protocol_detail=result.protocol_detail,
+        ci_low=result.ci_low, ci_high=result.ci_high, rank_group=getattr(result, "rank_group", str(result.rank)),
     )
 
 

@@ -8,7 +8,8 @@ from leaderboard.registry.models import Dataset, Result
 
 CSV_COLUMNS = [
     "rank", "method", "score", "metric", "metric_label", "kind", "origin", "confidence",
-    "reference_key", "reference_page_key", "source", "note",
+    "reference_key", "reference_page_key", "source", "note", "protocol", "protocol_detail", "ci_low", "ci_high",
+    "rank_group",
 ]
 
 
@@ -27,6 +28,11 @@ def result_record(result: Result) -> dict:
         "reference_page_key": reference.page_key if reference else "",
         "source": result.source,
         "note": result.note,
+        "protocol": result.protocol or "reported",
+        "protocol_detail": result.protocol_detail,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "rank_group": getattr(result, "rank_group", ""),
         "provenance": result.provenance or {},
     }
 

@@ -3,11 +3,13 @@
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from leaderboard.boards.selectors import board_rows
+from leaderboard.boards.selectors import REPORTED, board_protocols, board_rows
+from leaderboard.engine import protocol_title
 from leaderboard.registry import selectors
 from leaderboard.registry.models import Dataset, HistoricalDownload, MissingCell, Reference, Result
 
 from .exports import board_csv, board_document, download_headers, references_bib
+from .templatetags.shelfmark import protocol_label
 from .forms import SnapshotFilterForm
 
 KIND_CHART_COLOURS = {
@@ -60,17 +62,28 @@ def _chart(dataset, rows):
         "bars": [
             {"method": result.method.name, "score": result.score, "kind": result.kind,
              "kind_label": result.get_kind_display(), "colour": KIND_CHART_COLOURS[result.kind],
-             "unverified": result.is_unverified}
+             "unverified": result.is_unverified, "rank_group": result.rank_group,
+             "protocol": protocol_label(result), "ci_low": result.ci_low, "ci_high": result.ci_high}
             for result in rows
         ],
     }
 
 
+def _protocol_filter(request, dataset) -> tuple[str | None, list[str]]:
+    """The board's protocol filter (?protocol=knn) and the protocols it offers; unknown: all rows."""
+    offered = board_protocols(dataset)
+    asked = request.GET.get("protocol") or None
+    return (asked if asked in offered else None), offered
+
+
 def dataset_detail(request, slug):
     dataset = _dataset_or_404(slug)
-    rows = board_rows(dataset)
+    protocol, protocols = _protocol_filter(request, dataset)
+    rows = board_rows(dataset, protocol=protocol)
     context = {
         "dataset": dataset,
+        "protocol": protocol,
+        "protocols": [(name, "reported by papers" if name == REPORTED else protocol_title(name)) for name in protocols],
         "rows": rows,
         "best": selectors.best_by_kind(rows),
         "chart": _chart(dataset, rows),
@@ -84,13 +97,14 @@ def dataset_detail(request, slug):
 
 def dataset_csv(request, slug):
     dataset = _dataset_or_404(slug)
-    response = HttpResponse(board_csv(board_rows(dataset)), content_type="text/csv; charset=utf-8")
+    rows = board_rows(dataset, protocol=_protocol_filter(request, dataset)[0])
+    response = HttpResponse(board_csv(rows), content_type="text/csv; charset=utf-8")
     return download_headers(response, f"{dataset.slug}.csv")
 
 
 def dataset_json(request, slug):
     dataset = _dataset_or_404(slug)
-    document = board_document(dataset, board_rows(dataset))
+    document = board_document(dataset, board_rows(dataset, protocol=_protocol_filter(request, dataset)[0]))
     response = JsonResponse(document, json_dumps_params={"indent": 2, "ensure_ascii": False})
     return download_headers(response, f"{dataset.slug}.json")
 

@@ -148,6 +148,15 @@ class Result(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="results"
     )
+    # Measured results: the protocol that produced the score (workers/protocol_catalog.py: svm, knn,
+    # linear_probe, fewshot, ranking, easy, medium, hard), its 95% bootstrap interval in the metric's
+    # unit, and the per-image outputs the interval and the paired comparisons are drawn from.
+    protocol = models.CharField(max_length=20, blank=True, db_index=True,
+                                help_text="empty for numbers reported by papers")
+    protocol_detail = models.CharField(max_length=100, blank=True, help_text="e.g. one-vs-one, k = 20")
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    units = models.CharField(max_length=500, blank=True, help_text="per-unit outputs (.npz), relative to MEDIA_ROOT")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -160,6 +169,10 @@ class Result(models.Model):
     @property
     def is_unverified(self) -> bool:
         return self.confidence in (self.Confidence.MEDIUM, self.Confidence.LOW)
+
+    @property
+    def is_measured(self) -> bool:
+        return self.origin == self.Origin.EVALUATED
 
 
 class MissingCell(models.Model):
@@ -210,6 +223,11 @@ class LeaderboardEntry(models.Model):
     reference_key = models.CharField(max_length=100, blank=True)
     reference_label = models.CharField(max_length=300, blank=True)
     provenance = models.JSONField(default=dict, blank=True)
+    protocol = models.CharField(max_length=20, blank=True)
+    protocol_detail = models.CharField(max_length=100, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    rank_group = models.CharField(max_length=16, blank=True, help_text='rows that cannot be told apart: "1–3"')
 
     class Meta:
         ordering = ["version", "rank"]

@@ -75,6 +75,14 @@ class SubmissionForm(forms.Form):
         help_text="How single-label benchmarks train their linear SVMs. The paper [1] used one-vs-one on some; "
                   "each result records the scheme it ran. Multi-label VOC 2007 always trains one SVM per class.",
     )
+    protocols = forms.MultipleChoiceField(
+        label="Protocols", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(name, title) for name, title, _ in engine.protocol_choices()],
+        initial=["svm", "knn", "linear_probe", "ranking", "easy", "medium", "hard"],
+        help_text="Each benchmark runs those of these it can: classification the SVMs of [1], weighted k-NN, the "
+                  "linear probe and the 5-shot probe; retrieval the cosine ranking; Revisited Oxford and Paris "
+                  "Easy, Medium and Hard. One result each, with its 95% interval; none ticked: the defaults.",
+    )
     benchmarks = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,
         help_text="Each one becomes a job, run with that benchmark's official protocol.",
@@ -119,4 +127,5 @@ class SubmissionForm(forms.Form):
             upload_name=upload.name if upload is not None else "",
             description=data["description"], paper_url=data["paper_url"], bibtex=data["bibtex"], kind=data["kind"],
             multiclass=data.get("multiclass") or Submission.Multiclass.PAPER,
+            protocols=list(data.get("protocols") or []),
         )

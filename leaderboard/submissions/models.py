@@ -97,8 +97,10 @@ class EvaluationJob(models.Model):
     error_details = models.TextField(blank=True, help_text="traceback: owner and staff only")
     hardware = models.CharField(max_length=200, blank=True)
     evaluation = models.JSONField(default=dict, blank=True, help_text="the engine's EvaluationResult")
+    protocols = models.JSONField(default=list, blank=True,
+                                 help_text="the protocols this job runs (workers/protocol_catalog.py); one result each")
+    # the headline result (the first protocol's); `results` holds every protocol's, this one included
     result = models.OneToOneField(Result, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
-    bundle = models.CharField(max_length=500, blank=True, help_text="reproduction zip, relative to MEDIA_ROOT")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -106,9 +108,6 @@ class EvaluationJob(models.Model):
 
     class Meta:
         ordering = ["submission", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["submission", "benchmark"], name="one_job_per_submission_benchmark")
-        ]
 
     def __str__(self):
         return f"job {self.pk}: {self.submission} on {self.benchmark} ({self.status})"
@@ -120,3 +119,19 @@ class EvaluationJob(models.Model):
     @property
     def waiting_for_broker(self) -> bool:
         return self.status == self.Status.QUEUED and self.sent_at is None
+
+
+class JobResult(models.Model):
+    """One protocol's result of a job: a job scores its features with several protocols, one Result each."""
+
+    job = models.ForeignKey(EvaluationJob, on_delete=models.CASCADE, related_name="job_results")
+    result = models.OneToOneField(Result, on_delete=models.CASCADE, related_name="job_result")
+    protocol = models.CharField(max_length=20)
+    bundle = models.CharField(max_length=500, blank=True, help_text="reproduction zip, relative to MEDIA_ROOT")
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["job", "protocol"], name="one_result_per_job_protocol")]
+
+    def __str__(self):
+        return f"{self.job} / {self.protocol}"

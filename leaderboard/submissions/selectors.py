@@ -10,13 +10,13 @@ from django.urls import reverse
 
 from leaderboard import engine
 
-from .models import EvaluationJob, Submission
+from .models import EvaluationJob, JobResult, Submission
 
 STAGE_LABELS = {
     "downloading": "downloading the model",
+    "training": "training and scoring the protocols",
     "loading_model": "loading model",
     "extracting": "extracting features",
-    "training": "training SVMs",
     "scoring": "scoring",
     "done": "done",
 }
@@ -53,6 +53,15 @@ def job_for(user, pk: int) -> EvaluationJob:
     if job is None or not job.submission.is_visible_to(user):
         raise Http404("No such job.")
     return job
+
+
+def job_result_for(user, result_pk: int) -> JobResult:
+    """One protocol's result of a job (by its registry Result's id), if `user` may see its submission."""
+    job_result = JobResult.objects.select_related("job__submission", "job__dataset", "result").filter(
+        result_id=result_pk).first()
+    if job_result is None or not job_result.job.submission.is_visible_to(user):
+        raise Http404("No such result.")
+    return job_result
 
 
 def visible_jobs_with_results(user) -> QuerySet[EvaluationJob]:
@@ -123,7 +132,9 @@ def job_status(job: EvaluationJob, user) -> dict:
         "hardware": job.hardware,
         "attempts": job.attempts,
         "cancellable": not job.is_finished and can_manage(user, job.submission),
+        "protocols": [{"name": name, "title": engine.protocol_title(name)} for name in job.protocols],
         "result": None,
+        "results": [],
     }
     if can_manage(user, job.submission):
         status["error_details"] = job.error_details
@@ -137,11 +148,21 @@ def job_status(job: EvaluationJob, user) -> dict:
             "board_url": job.dataset.get_absolute_url() if _has_url("dataset-detail") else "",
             "bundle_url": reverse("job-bundle", args=[job.pk]),
         }
+        status["results"] = [_protocol_result(job_result, metric) for job_result in job.job_results.all()]
     return status
 
 
+def _protocol_result(job_result, metric) -> dict:
+    result = job_result.result
+    return {"protocol": job_result.protocol, "title": engine.protocol_title(job_result.protocol),
+            "detail": result.protocol_detail, "score": result.score, "unit": metric.unit,
+            "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "bundle_url": reverse("result-bundle", args=[result.pk])}
+
+
 def submission_status(submission: Submission, user) -> dict:
-    jobs = submission.jobs.select_related("dataset__metric", "result", "submission")
+    jobs = submission.jobs.select_related("dataset__metric", "result", "submission").prefetch_related(
+        "job_results__result")
     return {
         "submission": submission.pk,
         "is_public": submission.is_public,
@@ -174,3 +195,16 @@ def model_preview(name: str) -> tuple[dict | None, str]:
         return engine.model_preview(name), ""
     except engine.EngineError as exc:
         return None, str(exc)
+
+
+def protocols_to_add(submission: Submission) -> list[tuple[str, str]]:
+    """(name, title) of the protocols the submission's benchmarks offer that none of its jobs ran yet."""
+    jobs = list(submission.jobs.all())
+    covered = {(job.benchmark, name) for job in jobs if job.status not in (EvaluationJob.Status.FAILED,
+                                                                          EvaluationJob.Status.CANCELLED)
+               for name in job.protocols}
+    names = []
+    for benchmark in dict.fromkeys(job.benchmark for job in jobs):
+        if engine.benchmark_kind(benchmark):
+            names += [name for name in engine.offered_protocols(benchmark) if (benchmark, name) not in covered]
+    return [(name, engine.protocol_title(name)) for name in dict.fromkeys(names)]

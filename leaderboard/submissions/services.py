@@ -24,7 +24,7 @@ from leaderboard import engine
 from leaderboard.celery import app as celery_app
 from leaderboard.registry.models import Dataset, Method, Result
 
-from .models import EvaluationJob, Submission
+from .models import EvaluationJob, JobResult, Submission
 from .validation import SubmissionRefused, check_upload
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class SubmissionRequest:
     upload_name: str = ""
     keep_upload: bool = False              # True: copy the file (a CLI path), False: move it (a temp upload)
     multiclass: str = Submission.Multiclass.PAPER   # the SVM scheme of multi-class benchmarks
+    protocols: list[str] = field(default_factory=list)   # "" = each benchmark's defaults (workers/protocol_catalog)
     readout: str = ""                      # library models: what the features are read from ("" = default)
     layer: str = ""                        # engine and timm models: a layer ("" = the penultimate features)
     pooling: str = "avg"
@@ -89,6 +90,10 @@ def validate_request(req: SubmissionRequest) -> ValidatedRequest:
         raise SubmissionRefused(f"Unknown multi-class scheme '{req.multiclass}'.")
     if req.pooling not in ("avg", "max"):
         raise SubmissionRefused(f"Unknown pooling '{req.pooling}': use avg or max.")
+    known_protocols = {name for name, _, _ in engine.protocol_choices()}
+    unknown = [name for name in req.protocols if name not in known_protocols]
+    if unknown:
+        raise SubmissionRefused(f"Unknown protocol '{unknown[0]}'.")
     datasets = benchmark_datasets(req.benchmarks)
     source = req.source
     Source = Submission.Source
@@ -187,14 +192,9 @@ def submission_create(req: SubmissionRequest) -> Submission:
                 submission.save(update_fields=["upload", "upload_format", "upload_sha256"])
             if checked.staging is not None:
                 checked.staging.rename(engine.model_folder(submission))
-            queue = job_queue()
             for name, dataset in datasets.items():
-                multiclass = engine.resolve_multiclass(name, req.multiclass)
-                job = EvaluationJob.objects.create(
-                    submission=submission, benchmark=name, dataset=dataset, queue=queue, task_id=str(uuid.uuid4()),
-                    multiclass=multiclass, log=_log_line(f"queued on '{queue}'"),
-                )
-                transaction.on_commit(lambda job_id=job.pk: job_send(job_id))
+                _job_create(submission, name, dataset, engine.resolve_multiclass(name, req.multiclass),
+                            engine.resolve_protocols(name, req.protocols))
     except BaseException:
         if stored is not None:
             shutil.rmtree(stored.parent, ignore_errors=True)
@@ -202,6 +202,56 @@ def submission_create(req: SubmissionRequest) -> Submission:
             shutil.rmtree(checked.staging, ignore_errors=True)
         raise
     return submission
+
+
+def _job_create(submission: Submission, benchmark: str, dataset: Dataset, multiclass: str,
+                protocols: list[str]) -> EvaluationJob:
+    """A queued job, sent to the broker when the transaction commits."""
+    queue = job_queue()
+    job = EvaluationJob.objects.create(
+        submission=submission, benchmark=benchmark, dataset=dataset, queue=queue, task_id=str(uuid.uuid4()),
+        multiclass=multiclass, protocols=protocols,
+        log=_log_line(f"queued on '{queue}': {', '.join(protocols)}"),
+    )
+    transaction.on_commit(lambda job_id=job.pk: job_send(job_id))
+    return job
+
+
+def submission_add_protocols(submission: Submission, protocols: list[str]) -> list[EvaluationJob]:
+    """Score a submission's features with protocols it has not run yet, or whose version changed since:
+    one new job per benchmark.
+
+    The features come from the engine's feature cache (the model is not run again where they are
+    there), so adding a protocol costs the protocol alone. Returns the jobs queued (none when every
+    asked protocol ran at its current version or is running).
+    """
+    known = {name for name, _, _ in engine.protocol_choices()}
+    unknown = [name for name in protocols if name not in known]
+    if unknown:
+        raise SubmissionRefused(f"Unknown protocol '{unknown[0]}'.")
+    queued = []
+    with transaction.atomic():
+        jobs = list(submission.jobs.select_for_update().select_related("dataset").prefetch_related(
+            "job_results__result"))
+        for benchmark in dict.fromkeys(job.benchmark for job in jobs):
+            mine = [job for job in jobs if job.benchmark == benchmark]
+            covered = _current_protocols(mine)
+            wanted = [name for name in engine.offered_protocols(benchmark) if name in protocols and name not in covered]
+            if wanted:
+                queued.append(_job_create(submission, benchmark, mine[0].dataset, mine[0].multiclass, wanted))
+    return queued
+
+
+def _current_protocols(jobs: list[EvaluationJob]) -> set[str]:
+    """The protocols of a benchmark's jobs that are queued or running, or ran at their current version."""
+    current = set()
+    for job in jobs:
+        if job.status in (EvaluationJob.Status.QUEUED, EvaluationJob.Status.RUNNING):
+            current.update(job.protocols)
+        elif job.status == EvaluationJob.Status.DONE:
+            current.update(jr.protocol for jr in job.job_results.all()
+                           if jr.result.provenance.get("protocol_version") == engine.protocol_version(jr.protocol))
+    return current
 
 
 def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -> Path:
@@ -310,7 +360,8 @@ def _stage_line(progress) -> str:
 
 
 def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob:
-    """Record a finished evaluation as the job's one registry Result. A second call changes nothing."""
+    """Record a finished evaluation: one registry Result per protocol it ran (the first is the job's
+    headline `result`), each with its interval in the metric's unit. A second call changes nothing."""
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related(
             "submission", "dataset__metric").get(pk=job_id)
@@ -318,22 +369,58 @@ def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob
             return job
         submission = job.submission
         method = _submission_method(submission)
-        provenance = result_provenance(job, evaluation, duration_s=duration_s)
-        job.result = Result.objects.create(
-            dataset=job.dataset, method=method, metric=job.dataset.metric,
-            score=evaluation.score * job.dataset.metric.engine_scale,
-            kind=submission.kind, origin=Result.Origin.EVALUATED, is_public=submission.is_public,
-            owner=submission.owner, provenance=provenance, confidence=Result.Confidence.HIGH,
-            source=f"Shelfmark evaluation, submission #{submission.pk}",
-        )
+        scale = job.dataset.metric.engine_scale
+        lines = []
+        for entry in evaluation.protocols:
+            interval = entry.get("confidence_interval") or {}
+            result = Result.objects.create(
+                dataset=job.dataset, method=method, metric=job.dataset.metric, score=entry["score"] * scale,
+                kind=submission.kind, origin=Result.Origin.EVALUATED, is_public=submission.is_public,
+                owner=submission.owner, confidence=Result.Confidence.HIGH,
+                provenance=result_provenance(job, evaluation, entry, duration_s=duration_s),
+                source=f"Shelfmark evaluation, submission #{submission.pk}",
+                protocol=entry["name"], protocol_detail=engine.protocol_detail(entry),
+                ci_low=interval["low"] * scale if "low" in interval else None,
+                ci_high=interval["high"] * scale if "high" in interval else None,
+                units=_media_relative(entry.get("artifacts", {}).get("units.npz", "")),
+            )
+            JobResult.objects.create(job=job, result=result, protocol=entry["name"])
+            # an earlier result of this submission's protocol on this board (an older protocol version) is
+            # superseded: off the live board (published versions keep their frozen copy)
+            Result.objects.filter(job_result__job__submission=submission, job_result__job__benchmark=job.benchmark,
+                                  job_result__protocol=entry["name"]).exclude(pk=result.pk).update(is_public=False)
+            job.result = job.result or result
+            lines.append(f"{entry['name']}: {entry['metric']} = {entry['score']:.6f}")
         job.status = EvaluationJob.Status.DONE
         job.finished_at = timezone.now()
         job.stage, job.message = "done", ""
         job.done = job.total = max(job.total, 1)
         job.evaluation = engine.json_safe(evaluation.to_dict())
-        job.log = _append(job.log, f"done: {evaluation.metric} = {evaluation.score:.6f} in {duration_s:.1f}s")
+        job.log = _append(job.log, f"done in {duration_s:.1f}s: " + "; ".join(lines))
         job.save()
     return job
+
+
+def board_warm(job_id: int) -> None:
+    """Compute (and keep) the paired comparisons the board of a finished job's benchmark shows as rank
+    groups, so the page need not; a failure here never fails the job."""
+    from leaderboard.boards.selectors import board_rows
+
+    try:
+        job = EvaluationJob.objects.select_related("dataset__metric").get(pk=job_id)
+        board_rows(job.dataset)
+    except Exception:   # the page computes what is missing
+        log.exception("warming the board of job %s failed", job_id)
+
+
+def _media_relative(path: str) -> str:
+    """A path under MEDIA_ROOT as stored in the database (relative), else as it is."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).relative_to(settings.MEDIA_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _submission_method(submission: Submission) -> Method:
@@ -346,8 +433,9 @@ def _submission_method(submission: Submission) -> Method:
     return submission.method
 
 
-def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float) -> dict:
-    """How the number was produced: model and weights, code and protocol versions, hardware, time.
+def result_provenance(job: EvaluationJob, evaluation, entry: dict, *, duration_s: float) -> dict:
+    """How one protocol's number was produced: model and weights, code and protocol versions, the
+    interval, hardware, time.
 
     The weights hash and code version are the engine's (`EvaluationResult.weights_sha256`, its
     provenance's `git_commit`): the hash of the very file the worker loaded, built-in ones included.
@@ -368,11 +456,13 @@ def result_provenance(job: EvaluationJob, evaluation, *, duration_s: float) -> d
         "random_init": submission.random_init,
         "weights_sha256": evaluation.weights_sha256,
         "code_version": engine_provenance.get("git_commit", ""),
-        "multiclass": str(evaluation.protocol.get("multiclass", "")),   # as the engine ran it
-        "protocol_version": job.dataset.protocol_version or str(evaluation.protocol.get("version", "")),
-        "protocol": engine.json_safe(evaluation.protocol or {}),
-        "metric": evaluation.metric,
-        "engine_score": evaluation.score,
+        "protocol_name": entry["name"],
+        "multiclass": str(entry["settings"].get("multiclass", "")) if entry["name"] == "svm" else "",
+        "protocol_version": entry.get("version") or job.dataset.protocol_version,
+        "protocol": engine.json_safe(entry["settings"]),
+        "metric": entry["metric"],
+        "engine_score": entry["score"],
+        "confidence_interval": engine.json_safe(entry.get("confidence_interval") or {}),
         "hardware": job.hardware,
         "duration_s": round(duration_s, 3),
         "date": timezone.now().isoformat(timespec="seconds"),
@@ -429,7 +519,7 @@ def submission_make_public(submission: Submission) -> Submission:
     with transaction.atomic():
         submission.is_public = True
         submission.save(update_fields=["is_public"])
-        Result.objects.filter(job__submission=submission).update(is_public=True)
+        Result.objects.filter(job_result__job__submission=submission).update(is_public=True)
     return submission
 
 
@@ -437,28 +527,40 @@ class BundleUnavailable(Exception):
     """The result's features are no longer stored, so no reproduction bundle can be made."""
 
 
-def job_bundle(job: EvaluationJob) -> Path:
-    """The reproduction zip of `job`'s result, written once under MEDIA_ROOT/bundles, then reused."""
+def result_bundle(job_result: JobResult) -> Path:
+    """The reproduction zip of one protocol's result, written once under MEDIA_ROOT/bundles, then reused."""
     media = Path(settings.MEDIA_ROOT)
-    if job.bundle and (media / job.bundle).is_file():
-        return media / job.bundle
+    if job_result.bundle and (media / job_result.bundle).is_file():
+        return media / job_result.bundle
+    job = job_result.job
     features = job.evaluation.get("artifacts", {}).get("features.npz")
-    if not features or not Path(features).is_file():
+    entry = next((e for e in job.evaluation.get("protocols", []) if e["name"] == job_result.protocol), None)
+    if not features or not Path(features).is_file() or entry is None:
         raise BundleUnavailable("The features of this result are no longer stored; no bundle can be made.")
-    target = media / "bundles" / f"shelfmark-{job.benchmark}-result-{job.result_id}.zip"
+    units = entry.get("artifacts", {}).get("units.npz")
+    target = media / "bundles" / f"shelfmark-{job.benchmark}-{job_result.protocol}-result-{job_result.result_id}.zip"
     engine.write_result_bundle(
-        target, features_npz=Path(features), protocol=job.evaluation.get("protocol", {}),
-        provenance=job.result.provenance, score=job.evaluation["score"], metric=job.evaluation["metric"],
+        target, features_npz=Path(features), protocol=entry["settings"], provenance=job_result.result.provenance,
+        score=entry["score"], metric=entry["metric"], confidence_interval=entry.get("confidence_interval"),
+        units_npz=Path(units) if units and Path(units).is_file() else None,
     )
-    EvaluationJob.objects.filter(pk=job.pk).update(bundle=str(target.relative_to(media)))
+    JobResult.objects.filter(pk=job_result.pk).update(bundle=str(target.relative_to(media)))
     return target
+
+
+def job_bundle(job: EvaluationJob) -> Path:
+    """The reproduction zip of a job's headline result (its first protocol's)."""
+    job_result = job.job_results.filter(result_id=job.result_id).select_related("job", "result").first()
+    if job_result is None:
+        raise BundleUnavailable("This job has no result with a reproduction bundle.")
+    return result_bundle(job_result)
 
 
 def submissions_hide(submissions) -> None:
     """Make submissions private again and take their results off the live boards (staff moderation)."""
     with transaction.atomic():
         submissions.update(is_public=False)
-        Result.objects.filter(job__submission__in=submissions).update(is_public=False)
+        Result.objects.filter(job_result__job__submission__in=submissions).update(is_public=False)
 
 
 def _append(log_text: str, line: str) -> str:

@@ -12,5 +12,7 @@ urlpatterns = [
     path("submissions/<int:pk>/make-public/", views.submission_make_public, name="submission-make-public"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<int:pk>/bundle.zip", views.job_bundle, name="job-bundle"),
+    path("results/<int:pk>/bundle.zip", views.result_bundle, name="result-bundle"),
+    path("submissions/<int:pk>/protocols/", views.submission_add_protocols, name="submission-add-protocols"),
     path("downloads/", views.downloads, name="downloads"),
 ]

@@ -70,7 +70,27 @@ def submission_detail(request, pk: int):
         "submission": submission,
         "status": selectors.submission_status(submission, request.user),
         "can_manage": selectors.can_manage(request.user, submission),
+        "protocols_to_add": selectors.protocols_to_add(submission),
     })
+
+
+@require_POST
+@login_required
+def submission_add_protocols(request, pk: int):
+    """Score a submission's features with more protocols (from the feature cache): one job per benchmark."""
+    submission = selectors.submission_for(request.user, pk)
+    if not selectors.can_manage(request.user, submission):
+        raise PermissionDenied
+    try:
+        jobs = services.submission_add_protocols(submission, request.POST.getlist("protocol"))
+    except SubmissionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        if jobs:
+            messages.success(request, f"Queued {len(jobs)} job(s) scoring the cached features with the new protocols.")
+        else:
+            messages.info(request, "Those protocols have run already (or none was chosen).")
+    return redirect(submission)
 
 
 def submission_status(request, pk: int):
@@ -103,12 +123,22 @@ def job_cancel(request, pk: int):
 
 
 def job_bundle(request, pk: int):
-    """The reproduction bundle of an evaluated result, written once and then served from disk."""
+    """The reproduction bundle of a job's headline result, written once and then served from disk."""
     job = selectors.job_for(request.user, pk)
     if job.result_id is None:
         raise Http404("This job has no result yet.")
     try:
         path: Path = services.job_bundle(job)
+    except services.BundleUnavailable as exc:
+        raise Http404(str(exc)) from None
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+
+
+def result_bundle(request, pk: int):
+    """The reproduction bundle of one protocol's result (recomputes its score and its interval)."""
+    job_result = selectors.job_result_for(request.user, pk)
+    try:
+        path: Path = services.result_bundle(job_result)
     except services.BundleUnavailable as exc:
         raise Http404(str(exc)) from None
     return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="application/zip")

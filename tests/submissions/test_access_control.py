@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from leaderboard.registry.models import Method, Result
-from leaderboard.submissions.models import EvaluationJob
+from leaderboard.submissions.models import EvaluationJob, JobResult
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 
 
@@ -37,8 +37,11 @@ def finished_private_job(ada, digits, tmp_path):
                                        owner=ada, provenance={"submission": submission.pk})
     job.status = EvaluationJob.Status.DONE
     job.evaluation = {"artifacts": {"features.npz": str(features)}, "protocol": {}, "score": 0.91,
-                      "metric": "mean_class_accuracy"}
+                      "metric": "mean_class_accuracy",
+                      "protocols": [{"name": "svm", "settings": {"protocol": "svm"}, "score": 0.91,
+                                     "metric": "mean_class_accuracy"}]}
     job.save()
+    JobResult.objects.create(job=job, result=job.result, protocol="svm")
     return job
 
 
@@ -77,6 +80,7 @@ def test_staff_hiding_takes_a_public_submissions_results_off_the_board(client, d
                                        metric=digits.metric, kind=Result.Kind.OFF_THE_SHELF,
                                        origin=Result.Origin.EVALUATED, is_public=False)
     job.save()
+    JobResult.objects.create(job=job, result=job.result, protocol="svm")
     submission_make_public(private_submission)
     assert "Secret net" in [row.method.name for row in board_rows(digits)]
 

@@ -169,4 +169,4 @@ def test_a_hub_model_submitted_through_the_form_runs_and_lands_on_the_board(work
     assert provenance["preprocessing"]["resize_mode"] == "squash"
     client.post(f"/submissions/{submission.pk}/make-public/")
     board = client.get(skimage_holidays.get_absolute_url()).content.decode()
-    assert "Tiny ViT (Hub)" in board and commit in board and "resize to 32×32, centre crop 32" in board
+    assert "Tiny ViT (Hub)" in board and f"@{commit[:12]}…" in board and "resize to 32×32, centre crop 32" in board

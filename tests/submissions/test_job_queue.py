@@ -43,9 +43,10 @@ def tiny_onnx(path, *, channels=16):
 
 
 def submit_onnx(owner, tmp_path, name="Tiny conv (ONNX)"):
+    """A submission whose one job runs the SVM protocol alone: one result."""
     return submission_create(SubmissionRequest(owner=owner, model_name=name, source="onnx", benchmarks=["digits"],
                                                upload=tiny_onnx(tmp_path / f"{uuid.uuid4().hex}.onnx"),
-                                               keep_upload=True))
+                                               keep_upload=True, protocols=["svm"]))
 
 
 def refreshed(job):

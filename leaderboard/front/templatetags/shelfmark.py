@@ -1,8 +1,13 @@
 """Template helpers: links to pages of other apps that may not exist yet, and score formatting."""
+import re
+
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from leaderboard.engine import protocol_title
+
 register = template.Library()
+HEX_DIGEST = re.compile(r"\b[0-9a-f]{40}(?:[0-9a-f]{24})?\b")   # a git/Hub commit (40) or a SHA-256 (64)
 
 
 @register.simple_tag
@@ -21,6 +26,24 @@ def score(value):
         return "—"
     text = f"{value:.2f}"
     return text.removesuffix("0")
+
+
+@register.filter
+def protocol_label(result) -> str:
+    """"linear SVMs ([1]), one-vs-one", or "" for a number reported by a paper (no protocol run here)."""
+    if not getattr(result, "protocol", ""):
+        return ""
+    return protocol_title(result.protocol) + (f", {result.protocol_detail}" if result.protocol_detail else "")
+
+
+@register.inclusion_tag("front/_interval.html")
+def interval(row):
+    """The "± 0.62" beside a measured score (half its 95% interval), the interval in the title; nothing
+    for a reported number. `row`: a Result or a frozen LeaderboardEntry."""
+    low, high = getattr(row, "ci_low", None), getattr(row, "ci_high", None)
+    if low is None or high is None:
+        return {"margin": None}
+    return {"margin": (high - low) / 2, "low": low, "high": high}
 
 
 @register.filter
@@ -60,8 +83,6 @@ def provenance_summary(provenance, limit=6):
             value = preprocessing_summary(value)
         if isinstance(value, (dict, list)) or value in ("", None):   # nested, or nothing to say
             continue
-        text = str(value)
-        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
-            text = text[:12] + "…"
+        text = HEX_DIGEST.sub(lambda match: match.group(0)[:12] + "…", str(value))   # hashes, commits: shortened
         items.append((key.replace("_", " "), text))
     return items

@@ -57,7 +57,8 @@
     var labelChars = Math.max(16, Math.min(48, Math.floor(width * 0.42 / 6.5)));
     var lines = [];
     var labels = chart.bars.map(function (bar, i) {
-      var name = (i + 1) + ". " + bar.method + (bar.unverified ? " †" : "");
+      var name = bar.rank_group + ". " + bar.method + (bar.protocol ? " · " + bar.protocol : "") +
+        (bar.unverified ? " †" : "");
       var wrapped = wrapWords(name, labelChars, 2);
       lines.push(wrapped.length);
       return wrapped.map(escapeLabel).join("<br>");
@@ -67,12 +68,22 @@
     var traces = kinds.map(function (kind) {
       var items = chart.bars.map(function (bar, i) { return { bar: bar, label: labels[i], rank: i + 1 }; })
                             .filter(function (item) { return item.bar.kind === kind; });
+      // measured scores carry their 95% interval as an error bar; numbers from papers have none
+      var measured = items.some(function (item) { return item.bar.ci_low !== null; });
       return {
         type: "bar", orientation: "h", name: items[0].bar.kind_label,
         x: items.map(function (item) { return item.bar.score; }),
         y: items.map(function (item) { return item.label; }),
+        error_x: measured ? {
+          type: "data", symmetric: false, color: "#1d2329", thickness: 1.5, width: 4,
+          array: items.map(function (item) { return item.bar.ci_high === null ? null : item.bar.ci_high - item.bar.score; }),
+          arrayminus: items.map(function (item) { return item.bar.ci_low === null ? null : item.bar.score - item.bar.ci_low; })
+        } : undefined,
         customdata: items.map(function (item) {
-          return escapeLabel(item.rank + ". " + item.bar.method + (item.bar.unverified ? " † unverified" : ""));
+          var bar = item.bar;
+          return escapeLabel(bar.rank_group + ". " + bar.method + (bar.unverified ? " † unverified" : "") +
+            (bar.protocol ? " (" + bar.protocol + ")" : " (reported)") +
+            (bar.ci_low !== null ? " · 95%: " + bar.ci_low.toFixed(2) + "–" + bar.ci_high.toFixed(2) : ""));
         }),
         marker: { color: items[0].bar.colour },
         hovertemplate: "%{customdata}<br>%{x}" + escapeLabel(chart.unit) + "<extra>" + escapeLabel(items[0].bar.kind_label) + "</extra>"

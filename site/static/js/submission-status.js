@@ -43,6 +43,28 @@
     container.append(value, " ", metric, " ", links);
   }
 
+  // one line per protocol: score, 95% interval, protocol, bundle (text only: names are users')
+  function fillResults(list, results) {
+    results.forEach(function (r) {
+      var item = document.createElement("li");
+      item.dataset.protocol = r.protocol;
+      var score = document.createElement("strong");
+      score.textContent = r.score.toFixed(2);
+      item.append(score, " " + r.unit);
+      if (r.ci_low !== null) {
+        var ci = document.createElement("span");
+        ci.className = "muted";
+        ci.textContent = " (95%: " + r.ci_low.toFixed(2) + "–" + r.ci_high.toFixed(2) + ")";
+        item.append(ci);
+      }
+      item.append(" · " + r.title + (r.detail ? ", " + r.detail : "") + " · ");
+      var bundle = document.createElement("a");
+      bundle.href = r.bundle_url; bundle.textContent = "bundle";
+      item.append(bundle);
+      list.appendChild(item);
+    });
+  }
+
   function render(job) {
     var el = document.getElementById("job-" + job.id);
     if (!el) { return; }
@@ -72,6 +94,8 @@
     if (cancel && !job.cancellable) { cancel.hidden = true; }
     var result = el.querySelector(".job-result");
     if (job.result && !result.querySelector(".job-score")) { fillResult(result, job.result); }
+    var list = el.querySelector(".job-results");
+    if (list && job.results.length && !list.children.length) { fillResults(list, job.results); }
   }
 
   function poll() {

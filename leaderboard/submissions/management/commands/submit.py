@@ -26,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--multiclass", default=Submission.Multiclass.PAPER, choices=Submission.Multiclass.values,
                             help="multi-class SVMs: as the paper [1] (default), one-vs-rest or one-vs-one")
         parser.add_argument("--benchmark", required=True, action="append", help="engine benchmark (repeatable)")
+        parser.add_argument("--protocol", action="append", default=[], dest="protocols",
+                            help="svm, knn, linear_probe, fewshot, ranking, easy, medium, hard (repeatable; "
+                                 "default: each benchmark's)")
         parser.add_argument("--public", action="store_true", help="make the submission public at once")
         parser.add_argument("--wait", action="store_true", help="wait for the result and print it as one JSON line")
         parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds --wait waits at most")
@@ -49,7 +52,7 @@ class Command(BaseCommand):
         request = services.SubmissionRequest(
             owner=owner, model_name=opts["name"] or opts["model"], source=source, benchmarks=opts["benchmark"],
             architecture=opts["model"], random_init=opts["random_init"], upload=upload, keep_upload=True,
-            multiclass=opts["multiclass"],
+            multiclass=opts["multiclass"], protocols=opts["protocols"],
         )
         try:
             submission = services.submission_create(request)
@@ -77,7 +80,11 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps({
                     "submission": submission.pk, "job": job.pk, "benchmark": job.benchmark,
                     "metric": job.evaluation.get("metric"), "score": job.evaluation.get("score"),
+                    "confidence_interval": job.evaluation.get("confidence_interval"),
                     "board_score": job.result.score, "unit": job.dataset.metric.unit,
+                    "protocols": {entry["name"]: {"score": entry["score"], "metric": entry["metric"],
+                                                  "confidence_interval": entry["confidence_interval"]}
+                                  for entry in job.evaluation.get("protocols", [])},
                     "provenance": job.result.provenance,
                 }))
         if failed:

@@ -1,0 +1,60 @@
+"""Re-scoring a finished submission: protocols it lacks or ran at an older version are queued (from the
+feature cache), and a newer result of a protocol takes its older one off the live board."""
+import pytest
+from django.core.management import call_command
+
+from leaderboard.boards.selectors import board_rows
+from leaderboard.submissions.models import EvaluationJob, Submission
+from leaderboard.submissions.services import (
+    SubmissionRequest,
+    job_complete,
+    submission_add_protocols,
+    submission_create,
+    submission_make_public,
+)
+from workers.contract import EvaluationResult
+from workers.protocol_catalog import PROTOCOLS
+
+
+def _evaluation(*protocols, score=0.9, version="shelfmark-knn/1.0"):
+    """What the engine returns, for the protocols named; knn at `version`, the others at their current one."""
+    entries = [{"name": name, "title": name, "version": version if name == "knn" else PROTOCOLS[name].version,
+                "metric": "mean_class_accuracy", "score": score, "per_class": {},
+                "confidence_interval": {"low": score - 0.01, "high": score + 0.01, "level": 0.95},
+                "settings": {"protocol": name, "k": 20, "temperature": 0.07, "multiclass": "ovr"}, "artifacts": {}}
+               for name in protocols]
+    return EvaluationResult(benchmark="digits", metric="mean_class_accuracy", score=score, protocols=entries,
+                            provenance={"git_commit": "abc", "model": {}})
+
+
+@pytest.fixture
+def finished(make_user, digits):
+    submission = submission_create(SubmissionRequest(owner=make_user("ada"), model_name="Lite0",
+                                                     source=Submission.Source.BUILTIN,
+                                                     architecture="efficientnet_lite0", benchmarks=["digits"],
+                                                     protocols=["svm", "knn"]))
+    job = submission.jobs.get()
+    EvaluationJob.objects.filter(pk=job.pk).update(status=EvaluationJob.Status.RUNNING)
+    job_complete(job.pk, _evaluation("svm", "knn", version="shelfmark-knn/0.9"), duration_s=1.0)
+    submission_make_public(submission)
+    return submission
+
+
+def test_a_protocol_run_at_an_older_version_is_queued_again_and_its_new_result_supersedes_the_old(finished,
+                                                                                                   digits):
+    queued = submission_add_protocols(finished, ["svm", "knn", "linear_probe"])
+    assert [job.protocols for job in queued] == [["knn", "linear_probe"]]   # svm is current: not again
+    assert submission_add_protocols(finished, ["knn"]) == []                 # queued already
+
+    job = queued[0]
+    EvaluationJob.objects.filter(pk=job.pk).update(status=EvaluationJob.Status.RUNNING)
+    job_complete(job.pk, _evaluation("knn", "linear_probe", score=0.95), duration_s=1.0)
+    knn_rows = [r for r in board_rows(digits) if r.protocol == "knn"]
+    assert [(r.score, r.provenance["protocol_version"]) for r in knn_rows] == [(95.0, "shelfmark-knn/1.0")]
+    assert submission_add_protocols(finished, ["svm", "knn", "linear_probe"]) == []
+
+
+def test_the_rescore_command_queues_what_is_missing(finished, capsys):
+    call_command("rescore", "--protocol", "fewshot")
+    assert capsys.readouterr().out.strip() == "queued 1 job(s)"
+    assert finished.jobs.filter(protocols=["fewshot"]).count() == 1
