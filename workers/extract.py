@@ -126,16 +126,20 @@ def _resize(image: Image.Image, size: int, interpolation: int, mode: str) -> Ima
     return image.resize(new, interpolation) if new != image.size else image
 
 
-def _crop_origin(width: int, height: int, size: int, where: str) -> tuple[int, int]:
+def _crop_origin(width: int, height: int, size: int, where: str, centre: str = "round") -> tuple[int, int]:
     """Top-left corner of the `size` square at `where` ("cc", "tl", "tr", "bl", "br"): both pipelines use it.
-    The centre is torchvision's CenterCrop's: int(round((side - size) / 2))."""
-    left = {"l": 0, "c": int(round((width - size) / 2.0)), "r": width - size}
-    top = {"t": 0, "c": int(round((height - size) / 2.0)), "b": height - size}
+
+    The centre's offset is int(round((side - size) / 2)) as torchvision's CenterCrop computes it
+    (timm, OpenCLIP, torchvision), or int((side - size) / 2) as transformers' image processors do
+    (`DataConfig.centre_crop`): they differ by a pixel when side - size is odd."""
+    halve = (lambda room: int(round(room / 2.0))) if centre == "round" else (lambda room: int(room / 2.0))
+    left = {"l": 0, "c": halve(width - size), "r": width - size}
+    top = {"t": 0, "c": halve(height - size), "b": height - size}
     return left[where[1]], top[where[0]]
 
 
-def _crop(image: Image.Image, size: int, where: str) -> Image.Image:
-    x, y = _crop_origin(*image.size, size, where)
+def _crop(image: Image.Image, size: int, where: str, centre: str = "round") -> Image.Image:
+    x, y = _crop_origin(*image.size, size, where, centre)
     return image.crop((x, y, x + size, y + size))
 
 
@@ -152,9 +156,9 @@ def preprocess(image: Image.Image, config: DataConfig, jitter: bool = False) -> 
     size = config.input_size
     if not jitter:
         resized = _resize(image, config.resize_size, interpolation, config.resize_mode)
-        return _to_uint8_tensor(_crop(resized, size, "cc"))[None]
+        return _to_uint8_tensor(_crop(resized, size, "cc", config.centre_crop))[None]
     resized = _resize(image, decode_size(config, True), interpolation, config.resize_mode)
-    views = [_crop(resized, size, where) for where in _JITTER_CROPS]
+    views = [_crop(resized, size, where, config.centre_crop) for where in _JITTER_CROPS]
     views += [view.transpose(Image.FLIP_LEFT_RIGHT) for view in views]
     return torch.stack([_to_uint8_tensor(view) for view in views])
 
@@ -343,12 +347,12 @@ def _resize_tensor(images: torch.Tensor, size: tuple[int, int], interpolation: s
     return resized.clamp_(0, 255).round_()
 
 
-def _tensor_views(images: torch.Tensor, size: int, jitter: bool) -> torch.Tensor:
+def _tensor_views(images: torch.Tensor, size: int, jitter: bool, centre: str = "round") -> torch.Tensor:
     """(N, V, 3, S, S) crops of a resized (N, 3, H, W) batch, in `preprocess`'s order."""
     height, width = images.shape[-2:]
     crops = []
     for where in _JITTER_CROPS if jitter else ("cc",):
-        x, y = _crop_origin(width, height, size, where)
+        x, y = _crop_origin(width, height, size, where, centre)
         crops.append(images[..., y:y + size, x:x + size])
     if jitter:
         crops += [crop.flip(-1) for crop in crops]
@@ -375,7 +379,7 @@ def preprocess_decoded(images: Sequence[torch.Tensor], config: DataConfig, jitte
             batch = torch.stack([images[i] for i in chunk]).float()
             if new != (height, width):
                 batch = _resize_tensor(batch, new, config.interpolation)
-            out[chunk] = _tensor_views(batch, size, jitter)
+            out[chunk] = _tensor_views(batch, size, jitter, config.centre_crop)
     return out
 
 

@@ -54,11 +54,14 @@ class DataConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"   # bilinear | bicubic | nearest
     resize_mode: str = "shorter"      # shorter | squash
+    centre_crop: str = "round"        # the centre's offset: round (torchvision, timm, OpenCLIP) | floor (transformers)
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
             raise PreprocessingUnsupported(f"interpolation {self.interpolation!r} is not one of "
                                            f"{', '.join(INTERPOLATIONS)}")
+        if self.centre_crop not in ("round", "floor"):
+            raise PreprocessingUnsupported(f"centre crop offset {self.centre_crop!r}: round or floor")
         if self.resize_mode not in RESIZE_MODES:
             raise PreprocessingUnsupported(f"resize mode {self.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
         if not 1 <= self.input_size <= self.resize_size:
@@ -165,5 +168,5 @@ def from_transformers(processor: dict) -> DataConfig:
         input_size=input_size, resize_size=resize,
         mean=_triple(processor.get("image_mean", IMAGENET_MEAN), "image_mean") if normalise else (0.0, 0.0, 0.0),
         std=_triple(processor.get("image_std", IMAGENET_STD), "image_std") if normalise else (1.0, 1.0, 1.0),
-        interpolation=_PIL_RESAMPLE[resample], resize_mode=mode,
+        interpolation=_PIL_RESAMPLE[resample], resize_mode=mode, centre_crop="floor",
     )

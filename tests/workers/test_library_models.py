@@ -54,9 +54,11 @@ def hub_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos():
+    """Real photos of several shapes: rocket's (427 x 640) centre crops land half a pixel apart in
+    torchvision (rounded) and transformers (floored), which the preprocessing must follow."""
     import skimage.data
 
-    return [np.asarray(skimage.data.chelsea()), np.asarray(skimage.data.coffee()), np.asarray(skimage.data.astronaut())]
+    return [np.asarray(getattr(skimage.data, name)()) for name in ("chelsea", "coffee", "astronaut", "rocket")]
 
 
 def engine_features(name, photos, cache, **options):
@@ -73,7 +75,8 @@ def test_timm_hub_model_features_equal_timms_own(hub_cache, photos):
     assert about["family"] == "timm" and about["readout"] == "pre_logits"
     assert about["hub"] == {"repo": f"{ORG}/test-vit", "revision": "main", "commit": snapshots["test-vit"].name}
     assert about["data_config"] == {"input_size": 160, "resize_size": 168, "mean": [0.5] * 3, "std": [0.5] * 3,
-                                    "interpolation": "bicubic", "resize_mode": "shorter"}   # test_vit's own cfg
+                                    "interpolation": "bicubic", "resize_mode": "shorter",
+                                    "centre_crop": "round"}   # test_vit's own cfg, cropped as torchvision does
     weights = snapshots["test-vit"] / "model.safetensors"
     assert about["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
@@ -82,9 +85,9 @@ def test_open_clip_hub_model_features_equal_open_clips_own(hub_cache, photos):
     cache, snapshots = hub_cache
     features, model = engine_features(f"hf-hub:{ORG}/tiny-open-clip", photos, cache)
     assert cosines(features, open_clip_reference(snapshots["tiny-open-clip"], photos)).min() >= 0.999
-    assert model.describe()["readout"] == "projected" and features.shape == (3, 32)   # embed_dim
+    assert model.describe()["readout"] == "projected" and features.shape == (len(photos), 32)   # embed_dim
     unprojected, _ = engine_features(f"hf-hub:{ORG}/tiny-open-clip", photos, cache, readout="unprojected")
-    assert unprojected.shape == (3, 64)   # the tower's width, before the projection
+    assert unprojected.shape == (len(photos), 64)   # the tower's width, before the projection
 
 
 @pytest.mark.parametrize("kind", sorted(TRANSFORMERS_READOUTS))
