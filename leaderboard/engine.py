@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from leaderboard.submissions.models import EvaluationJob, Submission
-from workers import families, protocol_catalog, uploads
+from workers import families, hub, protocol_catalog, uploads
 from workers.benchmarks import BENCHMARKS, PAPER, get_benchmark
 from workers.contract import EVALUATE_JOB_TASK, EngineError, EvaluationSpec, UploadRefused, json_safe
 from workers.datasets.base import DatasetError
@@ -235,7 +235,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         protocols=list(job.protocols) or None,
     )
     if submission.source == Submission.Source.BUILTIN:
-        spec.model, spec.random_init = submission.architecture, submission.random_init
+        spec.model, spec.random_init = pinned_model(submission), submission.random_init
     elif submission.source == Submission.Source.WEIGHTS:
         spec.model, spec.weights = submission.architecture, upload
     elif submission.source == Submission.Source.MODEL_FOLDER:
@@ -245,6 +245,15 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
     elif submission.source == Submission.Source.FEATURES:
         spec.features = upload
     return spec
+
+
+def pinned_model(submission: Submission) -> str:
+    """The model a job loads: a Hub id at the commit it resolved to when submitted, so that a later push
+    to the repository (or a moved tag) never changes what an accepted submission measures."""
+    info = submission.model_info or {}
+    if info.get("commit") and info.get("repo") and hub.parse_hub_id(submission.architecture):
+        return f"{hub.PREFIX}{info['repo']}@{info['commit']}"
+    return submission.architecture
 
 
 # ---- results ------------------------------------------------------------------------------------

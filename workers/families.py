@@ -118,7 +118,16 @@ def data_config_of(family: str, architecture: str) -> DataConfig:
 
 
 def folder_data_config(folder: hub.ModelFolder) -> DataConfig:
-    """The preprocessing a model folder's own configuration defines (timm, OpenCLIP or transformers)."""
+    """The preprocessing a model folder's own configuration defines (timm, OpenCLIP or transformers);
+    a configuration that passed hub's shape checks but still describes none is refused with its name."""
+    try:
+        return _folder_data_config(folder)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise EngineError(f"{folder.hub_id or 'the model folder'}: its preprocessing configuration can't be read "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _folder_data_config(folder: hub.ModelFolder) -> DataConfig:
     if folder.family == TIMM:
         config = folder.configs["config.json"]
         return from_timm(config.get("pretrained_cfg", config))
@@ -168,8 +177,8 @@ def preview(text: str, *, cache_dir: Path | None = None, token: str | None = Non
     if name.hub_id is not None:
         folder = hub.fetch(name.hub_id, cache_dir=cache_dir, token=token, weights=False)
         family, data_config = folder.family, folder_data_config(folder)
-        about.update(repo=name.hub_id.repo, revision=name.hub_id.revision, commit=folder.commit)
         readout = default_readout(family, folder.configs.get("config.json"))
+        about.update(repo=name.hub_id.repo, revision=name.hub_id.revision, commit=folder.commit)
     else:
         family, data_config = name.family, data_config_of(name.family, name.architecture)
         readout = default_readout(family)

@@ -63,12 +63,20 @@ class HubId:
 
 
 def parse_hub_id(text: str) -> HubId | None:
-    """The Hub id in `text`, or None when it is not one ("timm:resnet50", "efficientnet_lite0", a path)."""
+    """The Hub id in `text`, or None when it is not one ("timm:resnet50", "efficientnet_lite0", a path).
+    The repository part must also pass huggingface_hub's own rules (`validate_repo_id`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     text = (text or "").strip()
     if ":" in text and not text.startswith(PREFIX):
         return None
     match = _ID.match(text)
-    if not match or ".." in text:
+    if not match or ".." in text or not text.isascii():
+        return None
+    try:
+        validate_repo_id(match["repo"])
+    except HFValidationError:
         return None
     return HubId(match["repo"], match["revision"])
 
@@ -114,6 +122,54 @@ def _asks_for_remote_code(config: dict) -> str | None:
     return None
 
 
+# Where each config file keeps nested settings, and what type they must be: a config of another shape
+# is refused here, with its name, rather than failing somewhere inside a library.
+_SHAPES = {
+    "config.json": {"pretrained_cfg": dict, "model_args": dict, "vision_config": dict},
+    "open_clip_config.json": {"model_cfg": dict, "preprocess_cfg": dict},
+    "preprocessor_config.json": {"size": (dict, int), "crop_size": (dict, int), "image_mean": (list, float, int),
+                                 "image_std": (list, float, int)},
+    "model.safetensors.index.json": {"weight_map": dict},
+}
+MAX_CONFIG_NUMBER = 1_000_000   # no size, depth or count of a vision model's config comes near it
+
+
+def _check_shapes(file: str, config: dict, label: str) -> None:
+    for key, kinds in _SHAPES.get(file, {}).items():
+        if key in config and config[key] is not None and not isinstance(config[key], kinds):
+            raise EngineError(f"{label}: {file} has a {type(config[key]).__name__} for {key!r}")
+    if file == "open_clip_config.json" and not isinstance(config.get("model_cfg", {}).get("vision_cfg", {}), dict):
+        raise EngineError(f"{label}: open_clip_config.json's model_cfg.vision_cfg is not an object")
+    _check_numbers(config, f"{label}: {file}")
+
+
+def _check_numbers(value, where: str) -> None:
+    """Refuse absurd sizes anywhere in a config (a small file must not make a process allocate terabytes)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)) and abs(value) > MAX_CONFIG_NUMBER:
+        raise EngineError(f"{where} holds the number {value}, larger than any vision model's setting")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_numbers(item, where)
+    elif isinstance(value, list):
+        if len(value) > 4096:
+            raise EngineError(f"{where} holds a list of {len(value)} values")
+        for item in value:
+            _check_numbers(item, where)
+
+
+def _check_weight_map(path: Path, index: dict, label: str, need_weights: bool) -> None:
+    """A sharded checkpoint's index may only name shard files of the folder itself (a path elsewhere
+    would make a library read weights from anywhere on the machine); with the weights fetched, each
+    one must be there."""
+    for tensor, shard in index.get("weight_map", {}).items():
+        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith(".") or \
+                not shard.endswith(".safetensors") or need_weights and not (path / shard).is_file():
+            raise UnsafeUpload(f"{label}: model.safetensors.index.json maps {tensor!r} to {shard!r}, which is not a "
+                               "safetensors shard of the model's own folder")
+
+
 def inspect_folder(path: Path, *, hub_id: HubId | None = None, commit: str | None = None,
                    need_weights: bool = True, name: str = "") -> ModelFolder:
     """The family of the model in `path`, its parsed configs and safetensors files; refuses remote
@@ -126,6 +182,9 @@ def inspect_folder(path: Path, *, hub_id: HubId | None = None, commit: str | Non
         if key:
             raise RemoteCodeRefused(f"{label}: {file} sets {key!r}, which asks to run code from the repository; "
                                     "Shelfmark only builds architectures of the installed libraries")
+        _check_shapes(file, config, label)
+    if "model.safetensors.index.json" in configs:
+        _check_weight_map(path, configs["model.safetensors.index.json"], label, need_weights)
     if "open_clip_config.json" in configs:
         family = "open_clip"
     elif "architecture" in configs.get("config.json", {}):
@@ -179,7 +238,7 @@ def fetch(hub_id: HubId, *, cache_dir: Path | None = None, token: str | None = N
 
     offline = bool(constants.HF_HUB_OFFLINE)
     patterns = list(CONFIG_FILES) + (list(WEIGHT_PATTERNS) if weights else [])
-    where = f" in the local Hub cache {cache_dir or constants.HF_HUB_CACHE}"
+    where = " in the local Hub cache (SHELFMARK_HF_CACHE)"
     try:
         snapshot = snapshot_download(
             hub_id.repo, revision=hub_id.revision, cache_dir=str(cache_dir) if cache_dir else None, token=token,

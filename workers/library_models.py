@@ -113,23 +113,53 @@ class _TimmPreLogits(nn.Module):
         return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
 
 
-def _timm_model(architecture: str, num_classes: int | None, model_args: dict) -> nn.Module:
-    import timm
+# What a repository's timm config may pass to the architecture (timm's save_for_hf writes these to
+# rebuild a model as it was saved); never a path, a download, or a pretrained-weights switch.
+_TIMM_MODEL_ARGS = frozenset({"img_size", "in_chans", "num_classes", "global_pool", "class_token", "no_embed_class",
+                              "reg_tokens", "drop_rate", "drop_path_rate", "patch_size", "dynamic_img_size",
+                              "dynamic_img_pad", "pos_embed", "fc_norm", "final_norm", "embed_dim", "depth",
+                              "num_heads", "mlp_ratio", "qkv_bias", "init_values", "act_layer", "norm_layer"})
 
-    if architecture not in timm.list_models():
-        raise EngineError(f"timm {timm.__version__} has no architecture {architecture!r}: only the installed "
-                          "library's architectures are built")
+
+def _timm_kwargs(model_args, num_classes, label: str) -> dict:
+    if not isinstance(model_args, dict):
+        raise EngineError(f"{label}: timm model_args must be an object")
+    unknown = sorted(set(model_args) - _TIMM_MODEL_ARGS)
+    if unknown:
+        raise EngineError(f"{label}: timm model_args {unknown[0]!r} is not accepted (only architecture settings: "
+                          f"{', '.join(sorted(_TIMM_MODEL_ARGS))})")
+    for key, value in model_args.items():
+        plain = isinstance(value, (bool, int, float, str, type(None))) or (
+            isinstance(value, list) and all(isinstance(v, (int, float)) for v in value))
+        if not plain or (isinstance(value, str) and any(c in value for c in "/\\:")):
+            raise EngineError(f"{label}: timm model_args {key!r} must be a plain number, flag or name")
     kwargs = dict(model_args)
     if num_classes is not None:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 0 <= num_classes <= 100_000:
+            raise EngineError(f"{label}: num_classes {num_classes!r} is not a number of classes")
         kwargs["num_classes"] = num_classes
+    return kwargs
+
+
+def _timm_model(architecture: str, num_classes: int | None, model_args: dict, label: str = "") -> nn.Module:
+    import timm
+
+    if not isinstance(architecture, str) or architecture not in timm.list_models():
+        raise EngineError(f"timm {timm.__version__} has no architecture {architecture!r}: only the installed "
+                          "library's architectures are built")
+    kwargs = _timm_kwargs(model_args, num_classes, label or architecture)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return timm.create_model(architecture, pretrained=False, **kwargs)
+        try:
+            return timm.create_model(architecture, pretrained=False, **kwargs)
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise EngineError(f"{label or architecture}: timm cannot build {architecture!r} with model_args "
+                              f"{sorted(kwargs)} ({str(exc).splitlines()[0][:200]})") from None
 
 
 def _timm(architecture: str, *, pretrained_cfg: dict | None, num_classes: int | None, model_args: dict,
           files: list[Path], random_init: bool, layer: str | None, label: str, source: str):
-    model = _timm_model(architecture, num_classes, model_args)
+    model = _timm_model(architecture, num_classes, model_args, label)
     data_config = from_timm(pretrained_cfg if pretrained_cfg is not None else dict(model.pretrained_cfg))
     if not random_init:
         classifier = model.pretrained_cfg.get("classifier") if pretrained_cfg is None else None
@@ -180,9 +210,23 @@ def _open_clip(model_cfg: dict, preprocess_cfg: dict | None, *, files: list[Path
     vision_cfg = dict(model_cfg.get("vision_cfg", {}))
     if vision_cfg.get("timm_model_pretrained"):
         vision_cfg["timm_model_pretrained"] = False   # weights come from the repo's safetensors, not a download
+    tower = vision_cfg.get("timm_model_name")
+    if tower is not None:   # a timm trunk: an installed architecture by its plain name, never a hub or folder
+        import timm
+
+        if not isinstance(tower, str) or tower not in timm.list_models():
+            raise EngineError(f"{label}: OpenCLIP's image tower {tower!r} is not an architecture of the installed timm")
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if vision_cfg.get(key):
+            raise EngineError(f"{label}: an OpenCLIP image tower from {key} is not built (only OpenCLIP's and timm's)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        visual = _build_vision_tower(model_cfg["embed_dim"], vision_cfg, quick_gelu=model_cfg.get("quick_gelu", False))
+        try:
+            visual = _build_vision_tower(model_cfg["embed_dim"], vision_cfg,
+                                         quick_gelu=model_cfg.get("quick_gelu", False))
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            raise EngineError(f"{label}: OpenCLIP cannot build this image tower ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     if not random_init:
         state = _state_from(files)
         if any(key.startswith("visual.") for key in state):   # a whole CLIP checkpoint: its image tower

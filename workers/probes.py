@@ -136,9 +136,28 @@ class KNNClassification:
 
 # ---- the linear probe ---------------------------------------------------------------------------
 
-def _validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _images(groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """With jittered views (rows sharing a group id are views of one image): each image's first row and
+    every row's image. Splits and draws are made over images, and each image brings all its views, so
+    no view of a validation image is fitted and an n-shot draw holds n images, not n views."""
+    if groups is None:
+        return None
+    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    return first, inverse
+
+
+def _rows_of(images: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.isin(inverse, images))
+
+
+def _validation_split(y: np.ndarray, fraction: float, seed: int,
+                      groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (fit, validation) of a stratified split of the training labels; classes with a single
-    image stay in the fitting part. Multi-label y (n, C): a plain seeded split."""
+    image stay in the fitting part. Multi-label y (n, C): a plain seeded split. `groups`: see `_images`."""
+    if (images := _images(groups)) is not None:
+        first, inverse = images
+        fit, held = _validation_split(y[first], fraction, seed)
+        return _rows_of(fit, inverse), _rows_of(held, inverse)
     rng = np.random.default_rng(seed)
     if y.ndim > 1:
         order = rng.permutation(len(y))
@@ -238,16 +257,17 @@ class LinearProbe:
         return np.asarray(labels)[scores.argmax(axis=1)]
 
     def run(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-            classes: Sequence[str], *, multilabel: bool = False, **_ignored) -> ProtocolOutcome:
+            classes: Sequence[str], *, multilabel: bool = False, train_groups: np.ndarray | None = None,
+            **_ignored) -> ProtocolOutcome:
         _check(train_x, train_y, test_x, test_y)
         x, test = postprocess(train_x).astype(np.float64), postprocess(test_x).astype(np.float64)
         y = np.asarray(train_y)
         if multilabel:
-            return self._run_multilabel(x, y, test, np.asarray(test_y), classes)
+            return self._run_multilabel(x, y, test, np.asarray(test_y), classes, train_groups)
         present = np.unique(y)
         chosen, validation_scores = self.c, {}
         if chosen is None:
-            fit, held = _validation_split(y, self.validation_fraction, self.seed)
+            fit, held = _validation_split(y, self.validation_fraction, self.seed, groups=train_groups)
             if len(held) == 0 or len(np.unique(y[fit])) < 2:
                 chosen = 1.0
             else:
@@ -276,12 +296,12 @@ class LinearProbe:
             warnings.simplefilter("ignore")
             return LogisticRegression(C=c, max_iter=self.max_iter).fit(x, y).decision_function(test)
 
-    def _run_multilabel(self, x, y, test, test_y, classes) -> ProtocolOutcome:
+    def _run_multilabel(self, x, y, test, test_y, classes, groups=None) -> ProtocolOutcome:
         from workers.metrics import voc07_ap
 
         scores = np.zeros((len(test), len(classes)))
         chosen_all, validation_all = {}, {}
-        fit, held = _validation_split(y, self.validation_fraction, self.seed)
+        fit, held = _validation_split(y, self.validation_fraction, self.seed, groups=groups)
         for k, name in enumerate(classes):
             keep = y[:, k] != 0
             target = (y[:, k] == 1).astype(int)
@@ -307,8 +327,12 @@ class LinearProbe:
 
 # ---- few-shot -----------------------------------------------------------------------------------
 
-def few_shot_draw(y: np.ndarray, shots: int, seed: int) -> np.ndarray:
-    """Indices of `shots` training images per class (all of a smaller class), drawn with `seed`."""
+def few_shot_draw(y: np.ndarray, shots: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Indices of `shots` training images per class (all of a smaller class), drawn with `seed`;
+    with `groups`, of all the views of those images (`_images`)."""
+    if (images := _images(groups)) is not None:
+        first, inverse = images
+        return _rows_of(few_shot_draw(y[first], shots, seed), inverse)
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(y == label))[:shots] for label in np.unique(y)]
     return np.sort(np.concatenate(chosen))
@@ -337,17 +361,20 @@ class FewShot:
                 "c": self.c, "solver": self.probe.solver}
 
     def run(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-            classes: Sequence[str], *, multilabel: bool = False, **_ignored) -> ProtocolOutcome:
+            classes: Sequence[str], *, multilabel: bool = False, train_groups: np.ndarray | None = None,
+            **_ignored) -> ProtocolOutcome:
         if multilabel:
             raise EngineError("few-shot probes are for single-label benchmarks")
         _check(train_x, train_y, test_x, test_y)
         y = np.asarray(train_y)
+        groups = None if train_groups is None else np.asarray(train_groups)
         summary, headline_predictions, headline_scores = {}, [], []
         for shots in self.shots:
             scores = []
             for draw in range(self.draws):
-                chosen = few_shot_draw(y, shots, self.seed + 1000 * shots + draw)
-                outcome = self.probe.run(train_x[chosen], y[chosen], test_x, test_y, classes)
+                chosen = few_shot_draw(y, shots, self.seed + 1000 * shots + draw, groups=groups)
+                outcome = self.probe.run(train_x[chosen], y[chosen], test_x, test_y, classes,
+                                         train_groups=None if groups is None else groups[chosen])
                 scores.append(outcome.score)
                 if shots == self.headline:
                     headline_predictions.append(outcome.details["predictions"])

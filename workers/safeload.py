@@ -22,6 +22,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,8 @@ def _load_safetensors(path: Path) -> dict:
 def _load_torch(path: Path, fmt: str) -> dict:
     import torch
 
+    if fmt == TORCH_ZIP:
+        _check_torch_zip(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -172,13 +175,28 @@ def _load_torch(path: Path, fmt: str) -> dict:
         raise MalformedUpload(f"The PyTorch file could not be read: {_first_line(exc)}") from None
 
 
+def _check_torch_zip(path: Path) -> None:
+    """torch.save stores its members uncompressed; a deflated member could expand far past the upload's size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [m.filename for m in archive.infolist()
+                      if m.compress_type != zipfile.ZIP_STORED or m.flag_bits & 1]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise MalformedUpload(f"The PyTorch file could not be read: {_first_line(exc)}") from None
+    if packed:
+        raise MalformedUpload(
+            f"The PyTorch file holds a compressed or encrypted member ({packed[0]}); torch.save never writes one. "
+            "Upload the file torch.save(model.state_dict(), path) wrote, or safetensors.")
+
+
 def _pickle_globals(path: Path, fmt: str) -> list[str]:
     """The "module.name" globals a pickle imports, read with pickletools (which parses, never runs)."""
     try:
         if fmt == TORCH_ZIP:
             with zipfile.ZipFile(path) as archive:
                 member = next(name for name in archive.namelist() if name.endswith("data.pkl"))
-                data = archive.read(member)[:_PICKLE_SCAN_LIMIT]
+                with archive.open(member) as handle:
+                    data = handle.read(_PICKLE_SCAN_LIMIT)
         else:
             with open(path, "rb") as handle:
                 data = handle.read(_PICKLE_SCAN_LIMIT)
@@ -214,7 +232,6 @@ def check_onnx(path: Path) -> str:
     if fmt != ONNX:
         raise UnrecognisedUpload(f"Expected an ONNX model; this file is {describe_format(fmt)}.")
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -223,7 +240,8 @@ def check_onnx(path: Path) -> str:
     # One file is uploaded, so every tensor must be inside it. A tensor stored "externally" names a
     # file that onnxruntime would read from the worker's disk (and the checker resolves against the
     # working directory, so the message would tell whether that file exists): refused before any check.
-    external = [tensor.name for tensor in _get_all_tensors(model) if uses_external_data(tensor)]
+    external = [tensor.name or "(unnamed)" for tensor in _onnx_tensors(model)
+                if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data]
     if external:
         raise UnsafeUpload(
             f"The ONNX model keeps tensor '{external[0]}' in an external file; upload a single "
@@ -235,6 +253,27 @@ def check_onnx(path: Path) -> str:
     if not model.graph.input or not model.graph.output:
         raise MalformedUpload("The ONNX model has no input or no output.")
     return fmt
+
+
+def _onnx_tensors(message):
+    """Every TensorProto anywhere in an ONNX message: initializers, sparse initializers' values and
+    indices, node attributes (dense and sparse), subgraphs and functions. onnx's own helper skips the
+    sparse ones, so the whole message tree is walked instead."""
+    import onnx
+
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, onnx.TensorProto):
+            yield current
+            continue
+        for field, value in current.ListFields():
+            if field.type != field.TYPE_MESSAGE:
+                continue
+            if field.is_repeated:
+                stack.extend(value)
+            else:
+                stack.append(value)
 
 
 # ---- precomputed features -----------------------------------------------------------------------
@@ -267,7 +306,7 @@ def read_features(path: Path, *, max_images: int) -> FeatureTable:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if {"ids", "features"} <= set(archive.files):
-                ids, matrix = [str(i) for i in archive["ids"]], archive["features"]
+                ids, matrix = [_feature_id(i) for i in archive["ids"]], archive["features"]
                 if matrix.ndim != 2 or len(matrix) != len(ids):
                     raise FeaturesMismatch(
                         f"'features' must be an (n, D) array with n = len(ids) = {len(ids)}, got {matrix.shape}.")
@@ -280,8 +319,12 @@ def read_features(path: Path, *, max_images: int) -> FeatureTable:
         raise FeaturesMismatch("The features file contains no features.")
     dims = set()
     for key, vector in vectors.items():
-        if vector.ndim != 1 or not np.issubdtype(vector.dtype, np.number):
-            raise FeaturesMismatch(f"Feature '{key}' must be a 1-D numeric vector, got shape {vector.shape}.")
+        if vector.ndim != 1 or vector.dtype.kind not in "biuf":
+            raise FeaturesMismatch(f"Feature '{key}' must be a 1-D vector of real numbers, got shape "
+                                   f"{vector.shape} of {vector.dtype}.")
+        if vector.shape[0] > MAX_FEATURE_DIM or vector.shape[0] == 0:
+            raise FeaturesMismatch(f"Feature '{key}' has {vector.shape[0]} values; a feature has 1 to "
+                                   f"{MAX_FEATURE_DIM}.")
         if not np.all(np.isfinite(vector)):
             raise FeaturesMismatch(
                 f"Feature '{key}' contains NaN or infinite values (features that are not finite can't be scored).")
@@ -290,6 +333,18 @@ def read_features(path: Path, *, max_images: int) -> FeatureTable:
         raise FeaturesMismatch(f"The feature vectors have different lengths: {sorted(dims)[:5]}; every feature "
                                "must be one vector of the same length.")
     return FeatureTable(vectors=vectors, dim=dims.pop())
+
+
+def _feature_id(value) -> str:
+    """An image id from the `ids` array: np.str_ or bytes (np.savez of a list of bytes), never repr'd."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FeaturesMismatch("An entry of 'ids' is not UTF-8 text.") from None
+    if not isinstance(value, str):
+        raise FeaturesMismatch(f"'ids' must hold strings (image ids), not {type(value).__name__}.")
+    return str(value)
 
 
 def check_features_cover(table: FeatureTable, expected_ids: Collection[str], *, benchmark: str) -> None:
@@ -381,6 +436,11 @@ def extract_model_folder(path: Path, target: Path, *, max_bytes: int) -> list[st
         chosen = {}
         for member in members:
             name = member.filename[len(strip):]
+            if member.flag_bits & 1:
+                raise MalformedUpload(f"The zip holds an encrypted file ({member.filename}); upload it unencrypted.")
+            if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise MalformedUpload(f"The zip compresses {member.filename} with a method other than deflate; "
+                                      "make it with `zip` or Python's zipfile (stored or deflated).")
             if stat.S_ISLNK(member.external_attr >> 16):
                 raise UnsafeUpload(f"The zip holds a link ({member.filename}); links are not accepted.")
             if "/" in name or "\\" in name or name.startswith(".") and not _LEFT_OUT.match(name) or ".." in name:
@@ -403,7 +463,7 @@ def extract_model_folder(path: Path, target: Path, *, max_bytes: int) -> list[st
                         if written > max_bytes:
                             raise UploadTooLarge(f"The model folder unpacks to more than {max_bytes / 2**30:.1f} GiB.")
                         out.write(block)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
             shutil.rmtree(target, ignore_errors=True)
             raise MalformedUpload(f"The zip archive could not be read: {_first_line(exc)}") from None
         except UploadRefused:
@@ -429,7 +489,19 @@ class _GroundTruthUnpickler(pickle.Unpickler):
         if (module, name) not in _GROUND_TRUTH_GLOBALS:
             raise UnsafeUpload(f"the ground-truth pickle refers to {module}.{name}: only containers, numbers, "
                                "strings and numpy arrays of numbers are read (nothing in it may run)")
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         return super().find_class(module, name)
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """Protocol 2 pickles rebuild numpy's bytes as _codecs.encode(text, "latin1"); no other codec is
+    looked up (some codecs are slow or allocate much, and none is needed)."""
+    import codecs
+
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise UnsafeUpload("the ground-truth pickle calls _codecs.encode other than as numpy's arrays do")
+    return codecs.encode(text, "latin1")
 
 
 def _plain(value, path: str = "gnd") -> None:
@@ -459,7 +531,8 @@ def load_ground_truth_pickle(path: Path) -> dict:
         loaded = _GroundTruthUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except UnsafeUpload:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError,
+            MemoryError, OverflowError, RecursionError, UnicodeError, struct.error) as exc:
         raise MalformedUpload(f"{path.name} is not a readable ground-truth pickle: {_first_line(exc)}") from None
     _plain(loaded)
     if not isinstance(loaded, dict):

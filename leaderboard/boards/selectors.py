@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pathlib import Path
-
-from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from leaderboard import engine
 from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
 
 from .models import PairedComparison
@@ -69,31 +65,20 @@ def board_protocols(dataset: Dataset) -> list[str]:
     return ([REPORTED] if "" in names else []) + sorted(name for name in names if name)
 
 
-def _separable(first: Result, second: Result, known: dict) -> bool | None:
-    """The paired bootstrap's verdict on two measured results, computed once and kept."""
-    key = (first.pk, second.pk)
-    if key not in known:
-        verdict = None
-        if first.units and second.units:
-            media = Path(settings.MEDIA_ROOT)
-            verdict = engine.units_separable(media / first.units, media / second.units)
-        PairedComparison.objects.get_or_create(first=first, second=second, defaults={"separable": verdict})
-        known[key] = verdict
-    return known[key]
-
-
 def assign_rank_groups(ranked: list[Result]) -> list[Result]:
-    """Give each row a `.rank_group`: adjacent measured rows that a paired bootstrap cannot tell apart
+    """Give each row a `.rank_group`: adjacent measured rows that a paired bootstrap could not tell apart
     share one ("1–3"); other rows keep their rank ("4"). Numbers from papers (no per-image outputs)
-    and results scored on other test units never join a group."""
-    pairs = list(zip(ranked, ranked[1:]))
+    and results scored on other test units never join a group.
+
+    Only verdicts already computed (`boards.services.warm_rank_groups`, run by the worker when a job
+    finishes and before a version is published) are read: a page never runs a bootstrap, and a pair
+    not yet compared is shown apart until it is."""
     ids = [r.pk for r in ranked if r.units]
     known = {(c.first_id, c.second_id): c.separable
-             for c in PairedComparison.objects.filter(first_id__in=ids, second_id__in=ids)} if ids else {}
+             for c in PairedComparison.objects.filter(first_id__in=ids, second_id__in=ids)} if len(ids) > 1 else {}
     groups: list[list[Result]] = [[ranked[0]]] if ranked else []
-    for previous, result in pairs:
-        together = previous.units and result.units and _separable(previous, result, known) is False
-        if together:
+    for previous, result in zip(ranked, ranked[1:]):
+        if known.get((previous.pk, result.pk)) is False:
             groups[-1].append(result)
         else:
             groups.append([result])
@@ -104,6 +89,18 @@ def assign_rank_groups(ranked: list[Result]) -> list[Result]:
             result.rank_group = label
     return ranked
 
+
+def uncompared_pairs(dataset: Dataset) -> list[tuple[Result, Result]]:
+    """Adjacent measured rows, on the board and on each protocol's filter of it, with no verdict yet."""
+    pairs = {}
+    for protocol in [None, *board_protocols(dataset)]:
+        ranked = board_rows(dataset, protocol=protocol)
+        for first, second in zip(ranked, ranked[1:]):
+            if first.units and second.units:
+                pairs[(first.pk, second.pk)] = (first, second)
+    done = set(PairedComparison.objects.filter(first_id__in=[a for a, _ in pairs])
+               .values_list("first_id", "second_id"))
+    return [pair for key, pair in pairs.items() if key not in done]
 
 
 def dataset_or_404(slug_or_benchmark: str) -> Dataset:

@@ -1,15 +1,20 @@
-"""Writes of the leaderboards: publishing a benchmark's live board as an immutable, hashed version."""
+"""Writes of the leaderboards: publishing a benchmark's live board as an immutable, hashed version, and
+keeping the paired comparisons its rank groups are read from."""
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from leaderboard import engine
 from leaderboard.registry.models import Dataset, LeaderboardEntry, LeaderboardVersion, Result
 
-from .selectors import board_rows
+from .models import PairedComparison
+from .selectors import board_rows, uncompared_pairs
 
 
 class VersionExists(ValueError):
@@ -64,8 +69,28 @@ def _frozen_entry(result: Result) -> LeaderboardEntry:
     )
 
 
-@transaction.atomic
+def warm_rank_groups(dataset: Dataset) -> int:
+    """Run the paired bootstrap (workers/confidence.py) on every adjacent pair of measured rows the board
+    or one of its protocol filters shows and that has no verdict yet, and keep each verdict; returns how
+    many were computed. Results are immutable, so a verdict never goes stale."""
+    media = Path(settings.MEDIA_ROOT)
+    computed = 0
+    for first, second in uncompared_pairs(dataset):
+        verdict = engine.units_separable(media / first.units, media / second.units)
+        PairedComparison.objects.get_or_create(first=first, second=second, defaults={"separable": verdict})
+        computed += 1
+    return computed
+
+
 def publish_version(dataset: Dataset, *, user=None, note: str = "", number: int | None = None) -> LeaderboardVersion:
+    """Freeze the dataset's current public board into a new `LeaderboardVersion` (its rank groups computed
+    first, outside the lock); see `_publish`."""
+    warm_rank_groups(dataset)
+    return _publish(dataset, user=user, note=note, number=number)
+
+
+@transaction.atomic
+def _publish(dataset: Dataset, *, user=None, note: str = "", number: int | None = None) -> LeaderboardVersion:
     """Freeze the dataset's current public board (`board_rows`) into a new `LeaderboardVersion`.
 
     Numbers go up by one from the last published version (the first is 0, the 2014 snapshot) unless

@@ -128,6 +128,8 @@ class JobResult(models.Model):
     result = models.OneToOneField(Result, on_delete=models.CASCADE, related_name="job_result")
     protocol = models.CharField(max_length=20)
     bundle = models.CharField(max_length=500, blank=True, help_text="reproduction zip, relative to MEDIA_ROOT")
+    superseded = models.BooleanField(
+        default=False, help_text="a later job of the submission scored this protocol again: kept, never shown live")
 
     class Meta:
         ordering = ["job", "id"]

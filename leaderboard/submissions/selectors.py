@@ -1,6 +1,7 @@
 """Reads of the submission flow: who sees which submission, and the live status of its jobs."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 from django.db.models import Q, QuerySet
@@ -197,12 +198,25 @@ def model_preview(name: str) -> tuple[dict | None, str]:
         return None, str(exc)
 
 
+def current_protocols(jobs: Iterable[EvaluationJob]) -> set[tuple[str, str]]:
+    """(benchmark, protocol) pairs that need no new job: queued or running, or done at the protocol's
+    current version. One rule for the page's offer and for `services.submission_add_protocols`.
+    The jobs' `job_results__result` should be prefetched."""
+    current = set()
+    for job in jobs:
+        if job.status in (EvaluationJob.Status.QUEUED, EvaluationJob.Status.RUNNING):
+            current.update((job.benchmark, name) for name in job.protocols)
+        elif job.status == EvaluationJob.Status.DONE:
+            current.update((job.benchmark, jr.protocol) for jr in job.job_results.all()
+                           if jr.result.provenance.get("protocol_version") == engine.protocol_version(jr.protocol))
+    return current
+
+
 def protocols_to_add(submission: Submission) -> list[tuple[str, str]]:
-    """(name, title) of the protocols the submission's benchmarks offer that none of its jobs ran yet."""
-    jobs = list(submission.jobs.all())
-    covered = {(job.benchmark, name) for job in jobs if job.status not in (EvaluationJob.Status.FAILED,
-                                                                          EvaluationJob.Status.CANCELLED)
-               for name in job.protocols}
+    """(name, title) of the protocols the submission's benchmarks offer that it has not run, or ran at
+    an older version (`current_protocols`); benchmarks the engine no longer knows offer none."""
+    jobs = list(submission.jobs.prefetch_related("job_results__result"))
+    covered = current_protocols(jobs)
     names = []
     for benchmark in dict.fromkeys(job.benchmark for job in jobs):
         if engine.benchmark_kind(benchmark):

@@ -25,6 +25,7 @@ from leaderboard.celery import app as celery_app
 from leaderboard.registry.models import Dataset, Method, Result
 
 from .models import EvaluationJob, JobResult, Submission
+from .selectors import current_protocols
 from .validation import SubmissionRefused, check_upload
 
 log = logging.getLogger(__name__)
@@ -217,13 +218,14 @@ def _job_create(submission: Submission, benchmark: str, dataset: Dataset, multic
     return job
 
 
-def submission_add_protocols(submission: Submission, protocols: list[str]) -> list[EvaluationJob]:
+def submission_add_protocols(submission: Submission, protocols: list[str], *,
+                             benchmarks: list[str] | None = None) -> list[EvaluationJob]:
     """Score a submission's features with protocols it has not run yet, or whose version changed since:
-    one new job per benchmark.
+    one new job per benchmark (of `benchmarks`, default all the submission's that the engine knows).
 
     The features come from the engine's feature cache (the model is not run again where they are
     there), so adding a protocol costs the protocol alone. Returns the jobs queued (none when every
-    asked protocol ran at its current version or is running).
+    asked protocol ran at its current version or is running: `selectors.current_protocols`).
     """
     known = {name for name, _, _ in engine.protocol_choices()}
     unknown = [name for name in protocols if name not in known]
@@ -231,27 +233,19 @@ def submission_add_protocols(submission: Submission, protocols: list[str]) -> li
         raise SubmissionRefused(f"Unknown protocol '{unknown[0]}'.")
     queued = []
     with transaction.atomic():
-        jobs = list(submission.jobs.select_for_update().select_related("dataset").prefetch_related(
-            "job_results__result"))
+        # the submission's row is the lock: two requests adding protocols at once queue them once
+        Submission.objects.select_for_update().filter(pk=submission.pk).first()
+        jobs = list(submission.jobs.select_related("dataset").prefetch_related("job_results__result"))
+        covered = current_protocols(jobs)
         for benchmark in dict.fromkeys(job.benchmark for job in jobs):
+            if not engine.benchmark_kind(benchmark) or benchmarks is not None and benchmark not in benchmarks:
+                continue
             mine = [job for job in jobs if job.benchmark == benchmark]
-            covered = _current_protocols(mine)
-            wanted = [name for name in engine.offered_protocols(benchmark) if name in protocols and name not in covered]
+            wanted = [name for name in engine.offered_protocols(benchmark)
+                      if name in protocols and (benchmark, name) not in covered]
             if wanted:
                 queued.append(_job_create(submission, benchmark, mine[0].dataset, mine[0].multiclass, wanted))
     return queued
-
-
-def _current_protocols(jobs: list[EvaluationJob]) -> set[str]:
-    """The protocols of a benchmark's jobs that are queued or running, or ran at their current version."""
-    current = set()
-    for job in jobs:
-        if job.status in (EvaluationJob.Status.QUEUED, EvaluationJob.Status.RUNNING):
-            current.update(job.protocols)
-        elif job.status == EvaluationJob.Status.DONE:
-            current.update(jr.protocol for jr in job.job_results.all()
-                           if jr.result.provenance.get("protocol_version") == engine.protocol_version(jr.protocol))
-    return current
 
 
 def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -> Path:
@@ -387,8 +381,10 @@ def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob
             JobResult.objects.create(job=job, result=result, protocol=entry["name"])
             # an earlier result of this submission's protocol on this board (an older protocol version) is
             # superseded: off the live board (published versions keep their frozen copy)
-            Result.objects.filter(job_result__job__submission=submission, job_result__job__benchmark=job.benchmark,
-                                  job_result__protocol=entry["name"]).exclude(pk=result.pk).update(is_public=False)
+            earlier = JobResult.objects.filter(job__submission=submission, job__benchmark=job.benchmark,
+                                               protocol=entry["name"]).exclude(result=result)
+            Result.objects.filter(job_result__in=earlier).update(is_public=False)
+            earlier.update(superseded=True)
             job.result = job.result or result
             lines.append(f"{entry['name']}: {entry['metric']} = {entry['score']:.6f}")
         job.status = EvaluationJob.Status.DONE
@@ -404,12 +400,12 @@ def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob
 def board_warm(job_id: int) -> None:
     """Compute (and keep) the paired comparisons the board of a finished job's benchmark shows as rank
     groups, so the page need not; a failure here never fails the job."""
-    from leaderboard.boards.selectors import board_rows
+    from leaderboard.boards.services import warm_rank_groups
 
     try:
         job = EvaluationJob.objects.select_related("dataset__metric").get(pk=job_id)
-        board_rows(job.dataset)
-    except Exception:   # the page computes what is missing
+        warm_rank_groups(job.dataset)
+    except Exception:   # the board shows the pairs apart until the next job or publication compares them
         log.exception("warming the board of job %s failed", job_id)
 
 
@@ -519,7 +515,8 @@ def submission_make_public(submission: Submission) -> Submission:
     with transaction.atomic():
         submission.is_public = True
         submission.save(update_fields=["is_public"])
-        Result.objects.filter(job_result__job__submission=submission).update(is_public=True)
+        Result.objects.filter(job_result__job__submission=submission, job_result__superseded=False).update(
+            is_public=True)
     return submission
 
 

@@ -74,7 +74,8 @@ def test_a_hub_id_submission_records_what_it_resolved_to_and_runs_from_the_share
     submission = Submission.objects.get()
     assert submission.model_info["commit"] == commit and submission.model_info["readout"] == "cls+mean"
     spec = job_spec(submission.jobs.get())
-    assert (spec.model, spec.readout, spec.hub_cache) == (hub_id, "cls+mean", cache)
+    # pinned to the commit it resolved to: a later push to the repository changes nothing measured
+    assert (spec.model, spec.readout, spec.hub_cache) == (f"{hub_id}@{commit}", "cls+mean", cache)
     page = client.get(submission.get_absolute_url()).content.decode()
     assert f"at commit <code>{commit[:12]}</code>" in page and "squash" not in page   # said in words
     assert "resize to 32×32, centre crop 32, bilinear" in page

@@ -53,8 +53,33 @@ def test_a_protocol_run_at_an_older_version_is_queued_again_and_its_new_result_s
     assert [(r.score, r.provenance["protocol_version"]) for r in knn_rows] == [(95.0, "shelfmark-knn/1.0")]
     assert submission_add_protocols(finished, ["svm", "knn", "linear_probe"]) == []
 
+    submission_make_public(finished)   # publishing again (an admin's action) does not bring the old one back
+    knn_rows = [r for r in board_rows(digits) if r.protocol == "knn"]
+    assert [r.provenance["protocol_version"] for r in knn_rows] == ["shelfmark-knn/1.0"]
+
 
 def test_the_rescore_command_queues_what_is_missing(finished, capsys):
     call_command("rescore", "--protocol", "fewshot")
     assert capsys.readouterr().out.strip() == "queued 1 job(s)"
     assert finished.jobs.filter(protocols=["fewshot"]).count() == 1
+
+
+def test_the_page_offers_what_re_scoring_would_queue(finished):
+    from leaderboard.submissions.selectors import protocols_to_add
+
+    offered = [name for name, _ in protocols_to_add(finished)]
+    assert "knn" in offered and "svm" not in offered   # knn ran at an older version: offered again
+    queued = submission_add_protocols(finished, offered)
+    assert sorted(queued[0].protocols) == sorted(offered) and protocols_to_add(finished) == []
+
+
+def test_rescore_on_one_benchmark_leaves_the_others_and_unknown_benchmarks_are_skipped(finished, capsys):
+    dataset = finished.jobs.get().dataset
+    EvaluationJob.objects.create(submission=finished, benchmark="retired_benchmark", dataset=dataset,
+                                 status=EvaluationJob.Status.DONE)
+    assert submission_add_protocols(finished, ["fewshot"], benchmarks=["voc2007"]) == []
+    call_command("rescore", "--protocol", "fewshot", "--benchmark", "digits")
+    assert capsys.readouterr().out.strip() == "queued 1 job(s)"
+    assert [job.benchmark for job in finished.jobs.filter(status=EvaluationJob.Status.QUEUED)] == ["digits"]
+    with pytest.raises(Exception, match="unknown benchmark 'nope'"):
+        call_command("rescore", "--benchmark", "nope")

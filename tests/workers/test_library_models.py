@@ -223,6 +223,62 @@ def test_a_config_asking_for_remote_code_is_refused(hub_cache):
         create_feature_model(f"hf-hub:{ORG}/remote-vit", hub_cache=hub_cache[0])
 
 
+def _edit_json(folder, file, change):
+    config = json.loads((folder / file).read_text())
+    change(config)
+    (folder / file).write_text(json.dumps(config))
+
+
+def test_a_sharded_index_naming_weights_outside_the_repo_is_refused(hub_cache, tmp_path):
+    from safetensors.torch import load_file
+
+    def escape(folder):
+        names = list(load_file(folder / "model.safetensors"))
+        index = {"metadata": {}, "weight_map": dict.fromkeys(names, "../../../../outside.safetensors")}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    _repo_from(hub_cache, "tiny-vit", "escaping-vit", escape)
+    with pytest.raises(hub.UnsafeUpload, match="maps .* to '../../../../outside.safetensors'.*own folder"):
+        create_feature_model(f"hf-hub:{ORG}/escaping-vit", hub_cache=hub_cache[0])
+
+
+def test_a_timm_config_may_only_pass_architecture_settings(hub_cache):
+    _repo_from(hub_cache, "test-vit", "checkpoint-timm", lambda folder: _edit_json(
+        folder, "config.json", lambda c: c.update(model_args={"checkpoint_path": "/etc/passwd"})))
+    with pytest.raises(EngineError, match="model_args 'checkpoint_path' is not accepted"):
+        create_feature_model(f"hf-hub:{ORG}/checkpoint-timm", hub_cache=hub_cache[0])
+    _repo_from(hub_cache, "test-vit", "huge-timm", lambda folder: _edit_json(
+        folder, "config.json", lambda c: c.update(model_args={"embed_dim": 10**9})))
+    with pytest.raises(EngineError, match="holds the number 1000000000"):
+        families.preview(f"hf-hub:{ORG}/huge-timm", cache_dir=hub_cache[0])
+
+
+def test_an_open_clip_tower_must_be_an_installed_timm_architecture(hub_cache):
+    _repo_from(hub_cache, "tiny-open-clip", "hub-tower-clip", lambda folder: _edit_json(
+        folder, "open_clip_config.json", lambda c: c["model_cfg"]["vision_cfg"].update(
+            timm_model_name="hf-hub:evil/tower", timm_model_pretrained=True)))
+    with pytest.raises(EngineError, match="image tower 'hf-hub:evil/tower' is not an architecture of the installed"):
+        create_feature_model(f"hf-hub:{ORG}/hub-tower-clip", hub_cache=hub_cache[0])
+    _repo_from(hub_cache, "tiny-open-clip", "hf-tower-clip", lambda folder: _edit_json(
+        folder, "open_clip_config.json", lambda c: c["model_cfg"]["vision_cfg"].update(hf_model_name="evil/model")))
+    with pytest.raises(EngineError, match="tower from hf_model_name is not built"):
+        create_feature_model(f"hf-hub:{ORG}/hf-tower-clip", hub_cache=hub_cache[0])
+
+
+def test_a_malformed_preprocessing_config_is_refused_with_its_name(hub_cache):
+    _repo_from(hub_cache, "tiny-vit", "odd-size-vit", lambda folder: _edit_json(
+        folder, "preprocessor_config.json", lambda c: c.update(size="large")))
+    with pytest.raises(EngineError, match="preprocessor_config.json has a str for 'size'"):
+        families.preview(f"hf-hub:{ORG}/odd-size-vit", cache_dir=hub_cache[0])
+    _repo_from(hub_cache, "tiny-vit", "odd-mean-vit", lambda folder: _edit_json(
+        folder, "preprocessor_config.json", lambda c: c.update(image_mean=["a", "b", "c"])))
+    unreadable = "odd-mean-vit: its preprocessing configuration can't be read"
+    with pytest.raises(EngineError, match=unreadable):      # the form's preview
+        families.preview(f"hf-hub:{ORG}/odd-mean-vit", cache_dir=hub_cache[0])
+    with pytest.raises(EngineError, match=unreadable):      # and the worker alike
+        create_feature_model(f"hf-hub:{ORG}/odd-mean-vit", hub_cache=hub_cache[0])
+
+
 def test_tensors_that_do_not_fit_or_are_quantised_are_refused(hub_cache):
     from safetensors.torch import load_file, save_file
 

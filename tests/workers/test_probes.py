@@ -91,6 +91,25 @@ def test_few_shot_draws_n_images_per_class_with_seeds_and_reports_mean_and_std()
         FewShot().run(x, np.ones((60, 3)), x, np.ones((60, 3)), ["a", "b", "c"], multilabel=True)
 
 
+def test_jittered_views_of_one_image_stay_together_in_validation_splits_and_few_shot_draws():
+    from workers.probes import _validation_split
+
+    y = np.repeat(np.arange(3), 10)            # 30 images, 3 classes
+    views_y, groups = np.repeat(y, 2), np.repeat(np.arange(30), 2)   # 2 jittered views per image
+    fit, held = _validation_split(views_y, 0.2, 0, groups=groups)
+    assert not set(groups[fit]) & set(groups[held])          # no image on both sides of the split
+    assert sorted(np.concatenate([fit, held]).tolist()) == list(range(60))
+    assert np.bincount(views_y[held]).tolist() == [4, 4, 4]   # 2 images per class, each with both views
+    draw = few_shot_draw(views_y, 2, seed=7, groups=groups)
+    assert len(set(groups[draw])) == 6 and np.bincount(views_y[draw]).tolist() == [4, 4, 4]
+    x, _ = blobs(n_per_class=20, spread=1.0)
+    views_x = np.repeat(x, 2, axis=0) + 0.01 * np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
+    outcome = FewShot(shots=(1, 2), draws=2, headline=2).run(
+        views_x, np.repeat(np.repeat(np.arange(3), 20), 2), x, np.repeat(np.arange(3), 20), ["a", "b", "c"],
+        train_groups=np.repeat(np.arange(60), 2))
+    assert outcome.settings["n_shot"]["2"]["mean"] > 0.5
+
+
 def test_the_catalog_gives_each_benchmark_its_defaults_and_refuses_the_rest():
     assert protocol_catalog.resolve("classification", "mean_class_accuracy", None) == ["svm", "knn", "linear_probe"]
     assert protocol_catalog.resolve("retrieval", "holidays_map", None) == ["ranking"]

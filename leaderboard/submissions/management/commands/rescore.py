@@ -1,6 +1,6 @@
 """Score finished submissions with protocols they have not run, or ran at an older version, from the
 feature cache: one new job per submission and benchmark (`services.submission_add_protocols`)."""
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from leaderboard import engine
 from leaderboard.submissions import services
@@ -18,9 +18,15 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         protocols = opts["protocols"] or [name for name, _, _ in engine.protocol_choices()]
         done = EvaluationJob.objects.filter(status=EvaluationJob.Status.DONE)
+        benchmarks = None
         if opts["benchmark"]:
-            done = done.filter(benchmark=opts["benchmark"])
+            if not engine.benchmark_kind(opts["benchmark"]):
+                raise CommandError(f"unknown benchmark {opts['benchmark']!r}")
+            done, benchmarks = done.filter(benchmark=opts["benchmark"]), [opts["benchmark"]]
         queued = 0
-        for submission in Submission.objects.filter(pk__in=done.values("submission")).order_by("pk"):
-            queued += len(services.submission_add_protocols(submission, protocols))
+        try:
+            for submission in Submission.objects.filter(pk__in=done.values("submission")).order_by("pk"):
+                queued += len(services.submission_add_protocols(submission, protocols, benchmarks=benchmarks))
+        except services.SubmissionRefused as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"queued {queued} job(s)")
