@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -77,19 +78,29 @@ def submission_detail(request, pk: int):
 @require_POST
 @login_required
 def submission_add_protocols(request, pk: int):
-    """Score a submission's features with more protocols (from the feature cache): one job per benchmark."""
+    """Score a submission's features with more protocols (from the feature cache): one job per benchmark.
+
+    A client that accepts JSON (and not HTML) gets the jobs queued, each with its status URL, or the
+    refusal with status 400, instead of the page's redirect."""
     submission = selectors.submission_for(request.user, pk)
     if not selectors.can_manage(request.user, submission):
         raise PermissionDenied
+    wants_json = "application/json" in request.headers.get("Accept", "") and not request.accepts("text/html")
     try:
         jobs = services.submission_add_protocols(submission, request.POST.getlist("protocol"))
     except SubmissionRefused as exc:
+        if wants_json:
+            return JsonResponse({"error": str(exc)}, status=400)
         messages.error(request, str(exc))
+        return redirect(submission)
+    if wants_json:
+        status_url = reverse("submission-status", args=[submission.pk])
+        return JsonResponse({"queued": [{"job": job.pk, "benchmark": job.benchmark, "protocols": job.protocols,
+                                         "status_url": status_url} for job in jobs]})
+    if jobs:
+        messages.success(request, f"Queued {len(jobs)} job(s) scoring the cached features with the new protocols.")
     else:
-        if jobs:
-            messages.success(request, f"Queued {len(jobs)} job(s) scoring the cached features with the new protocols.")
-        else:
-            messages.info(request, "Those protocols have run already (or none was chosen).")
+        messages.info(request, "Those protocols have run already (or none was chosen).")
     return redirect(submission)
 
 

@@ -83,3 +83,17 @@ def test_rescore_on_one_benchmark_leaves_the_others_and_unknown_benchmarks_are_s
     assert [job.benchmark for job in finished.jobs.filter(status=EvaluationJob.Status.QUEUED)] == ["digits"]
     with pytest.raises(Exception, match="unknown benchmark 'nope'"):
         call_command("rescore", "--benchmark", "nope")
+
+
+def test_an_api_client_adds_protocols_and_gets_the_jobs_as_json(finished, client, make_user):
+    url = f"/submissions/{finished.pk}/protocols/"
+    client.force_login(make_user("eve"))
+    assert client.post(url, {"protocol": ["fewshot"]}, HTTP_ACCEPT="application/json").status_code == 403
+    client.force_login(finished.owner)
+    refused = client.post(url, {"protocol": ["magic"]}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 400 and refused.json() == {"error": "Unknown protocol 'magic'."}
+    answer = client.post(url, {"protocol": ["fewshot"]}, HTTP_ACCEPT="application/json").json()
+    job = finished.jobs.get(protocols=["fewshot"])
+    assert answer == {"queued": [{"job": job.pk, "benchmark": "digits", "protocols": ["fewshot"],
+                                  "status_url": f"/submissions/{finished.pk}/status.json"}]}
+    assert client.post(url, {"protocol": ["fewshot"]}).status_code == 302   # a browser's form: the page
