@@ -8,7 +8,7 @@ import os
 
 from celery import Celery
 
-from workers.contract import REQUEUE_PENDING_TASK
+from workers.contract import REQUEUE_JOBS_TASK
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
 
@@ -17,10 +17,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
 
+# every worker reports itself and runs the requeue from its main process (workers/tasks.py)
+app.steps["worker"].add("workers.tasks:QueueWatch")
+
+
 @app.on_after_configure.connect
 def schedule_requeue(sender, **kwargs) -> None:
-    """Beat re-sends jobs that never reached the broker (it was down when they were submitted)."""
+    """Beat queues again the jobs whose worker died and sends those that never reached the broker."""
     from django.conf import settings
 
-    sender.add_periodic_task(float(settings.SHELFMARK_REQUEUE_INTERVAL_S), sender.signature(REQUEUE_PENDING_TASK),
-                             name="requeue jobs waiting for the broker")
+    sender.add_periodic_task(float(settings.SHELFMARK_REQUEUE_INTERVAL_S), sender.signature(REQUEUE_JOBS_TASK),
+                             name="requeue lost jobs and jobs waiting for the broker")

@@ -222,7 +222,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
     spec = EvaluationSpec(
         benchmark=job.benchmark,
         data_root=data_root(job.benchmark),
-        cache_dir=Path(settings.SHELFMARK_FEATURE_CACHE),
+        cache_dir=Path(settings.SHELFMARK_FEATURE_CACHE) if job.use_feature_cache else None,
         output_dir=job_output_dir(job),
         num_workers=loader_workers(),
         multiclass=job.multiclass,
@@ -265,3 +265,24 @@ def write_result_bundle(target: Path, *, features_npz: Path, protocol: dict, pro
 
     return write_bundle(target, features_npz=features_npz, protocol=protocol, provenance=provenance, score=score,
                         metric=metric, units_npz=units_npz, confidence_interval=confidence_interval)
+
+
+# ---- this installation's datasets (the installation page) ---------------------------------------
+
+def installation_benchmarks(*, show_paths: bool) -> list[dict]:
+    """Every benchmark: whether this installation runs it, the image counts its last fetch or check
+    verified (each ROOT's record, workers/datasets/installed.py: never recounted while a page is
+    served), and the commands that add it. Without `show_paths` the server's folders are left out and
+    the commands use /data/NAME."""
+    from workers.datasets.installed import benchmark_status, roots_line, suggested_root
+
+    roots = data_roots()
+    rows = [row.to_dict() for row in benchmark_status(roots, instruction_roots=None if show_paths else {})]
+    if not show_paths:
+        hidden = dict.fromkeys(roots, "…")
+        for row in rows:
+            row["root"] = None
+            row["detail"] = "" if row["state"] in ("unchecked", "broken", "missing") else row["detail"]
+            if row["roots_line"]:
+                row["roots_line"] = roots_line(row["name"], suggested_root(row["name"], {}), hidden)
+    return rows

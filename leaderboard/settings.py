@@ -15,7 +15,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SHELFMARK_VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for (`./shelfmark up --dev` turns it on): a traceback never reaches a visitor.
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -37,7 +38,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "leaderboard.body_limit.RequestBodyLimitMiddleware",   # first: an oversized body is refused unread
     "django.middleware.security.SecurityMiddleware",
+    "leaderboard.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,11 +106,71 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 # whitenoise warns on every request when STATIC_ROOT is absent (before collectstatic)
 with contextlib.suppress(OSError):
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# ---- static files (leaderboard/launch.py runs collectstatic) ----
+# Once `collectstatic` has written a manifest (`./shelfmark up` does, with SHELFMARK_STATIC_MANIFEST on),
+# pages name hashed, compressed copies that WhiteNoise serves with a ten-year immutable Cache-Control.
+# Without one (DEBUG, the tests, a fresh checkout), plain names served from site/static.
+SHELFMARK_STATIC_MANIFEST = env_bool(
+    "SHELFMARK_STATIC_MANIFEST",
+    not DEBUG and "pytest" not in sys.modules and (STATIC_ROOT / "staticfiles.json").exists(),
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if SHELFMARK_STATIC_MANIFEST
+                    else "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True  # serve from site/static without collectstatic in development
+WHITENOISE_USE_FINDERS = not SHELFMARK_STATIC_MANIFEST  # serve from site/static without collectstatic
+
+# ---- serving: security headers, HTTPS, caches, log-in limits ----
+# Django's defaults, spelled out: nosniff, no referrer to other sites, no framing.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Scripts from our own static files only (no inline script anywhere). Styles too, except that plotly.js
+# sets style attributes on the chart elements it draws and inserts <style> elements (as does DRF's
+# browsable API), hence style-src 'unsafe-inline'; the favicon is a data: URL. Checked in Chromium:
+# tests/site/test_csp_in_browser.py (with 'self' alone the overview's chart logs dozens of violations).
+SHELFMARK_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# SHELFMARK_HTTPS: the site is reached over HTTPS (directly, or through a proxy that sets
+# X-Forwarded-Proto: https and strips it from clients): HSTS, cookies sent over HTTPS only.
+SHELFMARK_HTTPS = env_bool("SHELFMARK_HTTPS", False)
+if SHELFMARK_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SHELFMARK_HSTS_SECONDS", 365 * 24 * 3600)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+# One cache for every process of the site (gunicorn workers, Celery workers; it outlives restarts): pages
+# (leaderboard/pagecache.py) and failed log-ins. Under pytest, one folder per test run, which the worker
+# processes the tests start inherit.
+if "pytest" in sys.modules and not env_str("SHELFMARK_CACHE_DIR"):
+    os.environ["SHELFMARK_CACHE_DIR"] = str(VAR_DIR / f"test-cache-{os.getpid()}")
+SHELFMARK_CACHE_DIR = Path(env_str("SHELFMARK_CACHE_DIR", str(VAR_DIR / "cache")))
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(SHELFMARK_CACHE_DIR),
+        "OPTIONS": {"MAX_ENTRIES": env_int("SHELFMARK_CACHE_MAX_ENTRIES", 20000)},
+    }
+}
+# Live pages (home, dataset boards) as anonymous visitors see them, until the data under them changes.
+SHELFMARK_PAGE_CACHE = env_bool("SHELFMARK_PAGE_CACHE", not DEBUG)
+SHELFMARK_PAGE_CACHE_SECONDS = env_int("SHELFMARK_PAGE_CACHE_SECONDS", 24 * 3600)
+# Log-in: at most this many failures per username, and per client address, within the window; behind a
+# reverse proxy, SHELFMARK_CLIENT_IP_HEADER names the header with the client's address (HTTP_X_FORWARDED_FOR).
+SHELFMARK_LOGIN_WINDOW_S = env_int("SHELFMARK_LOGIN_WINDOW_S", 15 * 60)
+SHELFMARK_LOGIN_FAILURES_PER_USERNAME = env_int("SHELFMARK_LOGIN_FAILURES_PER_USERNAME", 5)
+SHELFMARK_LOGIN_FAILURES_PER_IP = env_int("SHELFMARK_LOGIN_FAILURES_PER_IP", 20)
+SHELFMARK_CLIENT_IP_HEADER = env_str("SHELFMARK_CLIENT_IP_HEADER", "")
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
@@ -130,13 +193,20 @@ SHELFMARK_HF_TOKEN = env_str("SHELFMARK_HF_TOKEN", env_str("HF_TOKEN", "")) or N
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# No result backend: job state lives in the database (EvaluationJob), and a backend that is down would
+# make sending a job wait and fail (it reconnects before send_task returns).
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("SHELFMARK_JOB_SOFT_TIME_LIMIT", 6 * 3600)
 CELERY_TASK_TIME_LIMIT = env_int("SHELFMARK_JOB_TIME_LIMIT", 6 * 3600 + 300)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("SHELFMARK_VISIBILITY_TIMEOUT", 7 * 3600)}
+# The visibility timeout only bounds how late the broker redelivers a message whose worker vanished; the
+# heartbeat below finds such jobs within minutes. A dead broker answers the web within 2 s.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("SHELFMARK_VISIBILITY_TIMEOUT", 7 * 3600),
+                                   "socket_connect_timeout": 2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Queues: CPU workers consume SHELFMARK_CPU_QUEUE, GPU workers SHELFMARK_GPU_QUEUE. New jobs go to the
@@ -145,8 +215,19 @@ SHELFMARK_CPU_QUEUE = env_str("SHELFMARK_CPU_QUEUE", "cpu")
 SHELFMARK_GPU_QUEUE = env_str("SHELFMARK_GPU_QUEUE", "gpu")
 SHELFMARK_GPU_WORKER = env_bool("SHELFMARK_GPU_WORKER", False)
 CELERY_TASK_DEFAULT_QUEUE = SHELFMARK_CPU_QUEUE
-# Jobs the broker never took (it was down) are re-sent this often by celery beat (leaderboard/celery.py).
-SHELFMARK_REQUEUE_INTERVAL_S = env_int("SHELFMARK_REQUEUE_INTERVAL_S", 60)
+# ---- no job stuck or lost (leaderboard/submissions/queue.py) ----
+# Celery beat runs the requeue this often (leaderboard/celery.py): jobs the broker never took (it was down)
+# are sent, and running jobs whose heartbeat is older than SHELFMARK_HEARTBEAT_TIMEOUT_S (their worker's
+# process was killed, the machine is gone) are queued again, up to SHELFMARK_JOB_MAX_ATTEMPTS attempts.
+SHELFMARK_REQUEUE_INTERVAL_S = env_int("SHELFMARK_REQUEUE_INTERVAL_S", 30)
+SHELFMARK_HEARTBEAT_INTERVAL_S = env_int("SHELFMARK_HEARTBEAT_INTERVAL_S", 10)
+SHELFMARK_HEARTBEAT_TIMEOUT_S = env_int("SHELFMARK_HEARTBEAT_TIMEOUT_S", 120)
+SHELFMARK_JOB_MAX_ATTEMPTS = env_int("SHELFMARK_JOB_MAX_ATTEMPTS", 3)
+# ---- fair use (staff are exempt; 0 = no limit) ----
+SHELFMARK_SUBMISSIONS_PER_DAY = env_int("SHELFMARK_SUBMISSIONS_PER_DAY", 20)
+SHELFMARK_JOBS_AT_ONCE = env_int("SHELFMARK_JOBS_AT_ONCE", 10)
+# the same form sent again (same user, model, file and benchmarks) within this many seconds is not a new one
+SHELFMARK_DUPLICATE_WINDOW_S = env_int("SHELFMARK_DUPLICATE_WINDOW_S", 600)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -52,3 +52,24 @@ def make_user(db, django_user_model):
         return django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with nothing cached: no page of another test's rows, no failed log-ins of another
+    test. The cache is this run's own folder (settings: under pytest), shared with worker subprocesses."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_the_runs_cache():
+    yield
+    import shutil
+
+    from django.conf import settings
+
+    if f"test-cache-{os.getpid()}" in str(settings.SHELFMARK_CACHE_DIR):
+        shutil.rmtree(settings.SHELFMARK_CACHE_DIR, ignore_errors=True)

@@ -98,7 +98,7 @@ def test_beat_runs_beside_the_workers_to_resend_jobs_that_missed_the_broker():
     assert "celery -A leaderboard beat" in compose()["services"]["beat"]["command"]
     schedule = _in_a_process_with({"SHELFMARK_REQUEUE_INTERVAL_S": "7"},
                                   "from leaderboard.celery import app\nprint(list(app.conf.beat_schedule.values()))")
-    assert "'task': 'shelfmark.requeue_pending'" in schedule and "'schedule': 7.0" in schedule
+    assert "'task': 'shelfmark.requeue_jobs'" in schedule and "'schedule': 7.0" in schedule
 
 
 @pytest.mark.parametrize("value, queues", [("0", "cpu"), ("false", "cpu"), ("1", "cpu,gpu"), ("true", "cpu,gpu")])

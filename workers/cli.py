@@ -2,6 +2,8 @@
 
     python -m workers datasets list
     python -m workers datasets check NAME ROOT [--verify-images] [--option KEY=VALUE ...]
+    python -m workers datasets fetch NAME ROOT  (download, verify, extract, check: workers/cli_datasets.py)
+    python -m workers datasets status           (what runs here, its counts, how to add the rest)
     python -m workers evaluate ...          (registered by workers/cli_evaluate.py)
     python -m workers models [NAME]         (workers/cli_models.py)
 
@@ -37,21 +39,29 @@ def datasets_check(args: argparse.Namespace) -> int:
     options = official_benchmark(args.name).parse_options(args.option)
     if args.verify_images and "verify_images" in official_benchmark(args.name).options():
         options["verify_images"] = True
-    data = load_dataset(args.name, args.root, **options)
-    summary = describe(data)
-    if args.verify_images:
-        unreadable = verify_images(data)
-        if unreadable:
-            more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-            raise EngineError(f"{args.name}: image {unreadable[0]} cannot be decoded{more}")
-        summary["verified_images"] = True
+    from workers.datasets.installed import record_broken, record_check
+
+    try:
+        data = load_dataset(args.name, args.root, **options)
+        summary = describe(data)
+        if args.verify_images:
+            unreadable = verify_images(data)
+            if unreadable:
+                more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+                raise EngineError(f"{args.name}: image {unreadable[0]} cannot be decoded{more}")
+            summary["verified_images"] = True
+    except EngineError as exc:
+        record_broken(args.root, args.name, str(exc))
+        raise
+    record_check(args.root, args.name, summary, options)   # what `datasets status` and the site read
     print(json.dumps(summary))
     return 0
 
 
 def add_datasets_parser(subparsers: argparse._SubParsersAction) -> None:
-    datasets = subparsers.add_parser("datasets", help="list the dataset readers or check a local copy")
-    commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="{list,check}")
+    datasets = subparsers.add_parser("datasets", help="list the dataset readers; check, fetch or report local copies")
+    commands = datasets.add_subparsers(dest="datasets_command", required=True,
+                                       metavar="{list,check,fetch,status}")
     listing = commands.add_parser("list", help="the benchmarks a local copy can be read for")
     listing.set_defaults(func=datasets_list)
     check = commands.add_parser("check", help="read a copy at ROOT and print its counts as JSON")
@@ -63,6 +73,9 @@ def add_datasets_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a reader option, e.g. seed=1 (caltech), partition=3 (sun397)",
     )
     check.set_defaults(func=datasets_check)
+    from workers import cli_datasets
+
+    cli_datasets.register(commands)
 
 
 # ---- evaluate ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 
 EVALUATE_JOB_TASK = "shelfmark.evaluate_job"
-REQUEUE_PENDING_TASK = "shelfmark.requeue_pending"
+REQUEUE_JOBS_TASK = "shelfmark.requeue_jobs"   # lost jobs queued again, pending ones sent
 
 
 @dataclass

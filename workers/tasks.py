@@ -13,11 +13,13 @@ import logging
 import time
 import traceback
 
-from celery import shared_task
+import os
+
+from celery import bootsteps, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
-from workers.contract import EVALUATE_JOB_TASK, REQUEUE_PENDING_TASK
+from workers.contract import EVALUATE_JOB_TASK, REQUEUE_JOBS_TASK
 from workers.provenance import hardware_label
 
 log = logging.getLogger(__name__)
@@ -42,16 +44,21 @@ def evaluate_job(self, job_id: int) -> str:
     from workers.contract import EngineError
     from workers.evaluate import run_evaluation
 
+    from leaderboard.submissions.queue import JobHeartbeat
+
     transient = _transient_errors()
+    task_id = self.request.id or ""
     try:
-        job = services.job_begin(job_id, hardware=hardware_label())
+        job = services.job_begin(job_id, hardware=hardware_label(), task_id=task_id,
+                                 worker=self.request.hostname or "")
     except transient as exc:
         raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
     if job is None:
         return "already finished"
     started = time.monotonic()
     try:
-        evaluation = run_evaluation(engine.job_spec(job), services.ProgressWriter(job_id))
+        with JobHeartbeat(job_id, task_id):
+            evaluation = run_evaluation(engine.job_spec(job), services.ProgressWriter(job_id, task_id=task_id))
     except services.JobCancelled:
         return "cancelled"
     except EngineError as exc:
@@ -76,24 +83,88 @@ def evaluate_job(self, job_id: int) -> str:
     return "done"
 
 
-@shared_task(name=REQUEUE_PENDING_TASK)
-def requeue_pending() -> tuple[int, int]:
-    """Re-send jobs the broker never took. Scheduled by celery beat every SHELFMARK_REQUEUE_INTERVAL_S
-    (leaderboard/celery.py; `./shelfmark up` runs beat inside its worker, docker-compose as a service);
-    also run by `manage.py requeue_pending` and when a worker starts."""
-    from leaderboard.submissions.services import jobs_requeue_pending
+@shared_task(name=REQUEUE_JOBS_TASK)
+def requeue_jobs() -> dict:
+    """Queue again the jobs whose worker died and send those that waited for the broker
+    (leaderboard/submissions/queue.py). Scheduled by celery beat every SHELFMARK_REQUEUE_INTERVAL_S
+    (leaderboard/celery.py); each worker's `QueueWatch` runs the same, and so does
+    `manage.py requeue_pending`."""
+    from leaderboard.submissions.queue import requeue_jobs as requeue
 
-    return jobs_requeue_pending()
+    return requeue()
+
+
+def _queues(worker) -> list[str]:
+    try:
+        return sorted(worker.app.amqp.queues.consume_from)
+    except Exception:   # before the consumer set them up
+        return []
+
+
+class QueueWatch(bootsteps.StartStopStep):
+    """In the worker's main process (which never runs a task under the prefork pool, so it is free
+    even when every pool process is busy): report this worker every SHELFMARK_HEARTBEAT_INTERVAL_S
+    for the status page, and run the requeue every SHELFMARK_REQUEUE_INTERVAL_S."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.timer_ref = None
+        self.started_at = None
+        self.last_requeue = 0.0
+
+    def start(self, worker):
+        from django.conf import settings
+        from django.utils import timezone
+
+        self.started_at = timezone.now()
+        self.tick(worker)   # listed at once, not one interval later
+        self.timer_ref = worker.timer.call_repeatedly(float(settings.SHELFMARK_HEARTBEAT_INTERVAL_S), self.tick,
+                                                      (worker,), priority=10)
+
+    def stop(self, worker):
+        from leaderboard.submissions.queue import worker_gone
+
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+        try:
+            worker_gone(worker.hostname)
+        except Exception:
+            log.exception("could not remove worker %s from the list", worker.hostname)
+
+    def tick(self, worker):
+        from django.conf import settings
+
+        from leaderboard.submissions.queue import requeue_jobs as requeue
+        from leaderboard.submissions.queue import worker_seen
+
+        try:
+            queues = _queues(worker)
+            gpu = settings.SHELFMARK_GPU_QUEUE in queues
+            # a prefork parent must not touch CUDA (its children could not use it): the GPU worker runs solo
+            worker_seen(worker.hostname, queues=queues, hardware=hardware_label("auto" if gpu else "cpu"), gpu=gpu,
+                        pid=os.getpid(), started_at=self.started_at)
+            if time.monotonic() - self.last_requeue >= settings.SHELFMARK_REQUEUE_INTERVAL_S:
+                self.last_requeue = time.monotonic()
+                outcome = requeue()
+                if any(outcome.values()):
+                    log.info("requeue: %s", outcome)
+        except Exception:   # the database away for a moment: the next tick tries again
+            log.exception("queue watch tick failed")
 
 
 @worker_ready.connect
 def requeue_on_worker_start(sender=None, **kwargs) -> None:
-    """A worker coming up re-sends what waited for the broker while none was running."""
-    from leaderboard.submissions.services import jobs_requeue_pending
+    """A worker coming up: the jobs its previous process was running are queued again at once (no
+    need to wait for their heartbeat to time out), and what waited for the broker is sent."""
+    from leaderboard.submissions.queue import jobs_requeue_lost_on
+    from leaderboard.submissions.queue import requeue_jobs as requeue
 
     try:
-        sent, waiting = jobs_requeue_pending()
-        if sent or waiting:
-            log.info("requeued %d pending job(s), %d still waiting", sent, waiting)
+        lost = jobs_requeue_lost_on(sender.hostname) if sender is not None else 0
+        outcome = requeue()
+        if lost or any(outcome.values()):
+            log.info("worker start: %d lost job(s) of this worker queued again; %s", lost, outcome)
     except Exception:  # never keep a worker from starting
         log.exception("requeue on worker start failed")

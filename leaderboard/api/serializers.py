@@ -79,3 +79,53 @@ class ReferenceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Reference
         fields = ["key", "page_key", "entry_type", "title", "authors", "year", "venue", "url", "fields", "bibtex"]
+
+
+# ---- /api/status/: the job queue (leaderboard/submissions/queue_selectors.py:status_summary) -------------
+
+class QueueJobSerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    benchmark = serializers.CharField()
+    submission = serializers.IntegerField(allow_null=True, help_text="null for a private submission")
+    model = serializers.CharField(help_text='the model\'s name, or "a private submission"')
+    mine = serializers.BooleanField(help_text="always false here: the API reads no credentials")
+
+
+class RunningJobSerializer(QueueJobSerializer):
+    stage = serializers.CharField(help_text="queued, loading, extracting, scoring, ...")
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class WaitingJobSerializer(QueueJobSerializer):
+    position = serializers.IntegerField(help_text="1: the next job this queue's workers take")
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="expected wait from recent run times; "
+                                                                    "null when no worker serves the queue")
+    eta = serializers.CharField(help_text='the same in words, e.g. "about 4 minutes"')
+    waiting_for_broker = serializers.BooleanField(help_text="not yet sent: the broker was unreachable")
+
+
+class WorkerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queues = serializers.ListField(child=serializers.CharField())
+    hardware = serializers.CharField()
+    gpu = serializers.BooleanField()
+    seen_seconds_ago = serializers.FloatField()
+    current_job = RunningJobSerializer(allow_null=True)
+
+
+class QueueSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    workers = serializers.IntegerField()
+    running = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    waiting_for_broker = serializers.IntegerField()
+    jobs = WaitingJobSerializer(many=True, help_text="the waiting jobs, in the order they will run")
+
+
+class QueueStatusSerializer(serializers.Serializer):
+    generated_at = serializers.DateTimeField()
+    workers = WorkerSerializer(many=True, help_text="workers that reported within the heartbeat timeout")
+    queues = QueueSerializer(many=True)
+    heartbeat_timeout_seconds = serializers.IntegerField(
+        help_text="a running job whose worker is silent this long is queued again")

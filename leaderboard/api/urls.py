@@ -1,5 +1,4 @@
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from . import views
@@ -11,7 +10,11 @@ router.register("results", views.ResultViewSet, basename="api-result")
 router.register("references", views.ReferenceViewSet, basename="api-reference")
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", views.SchemaView.as_view(), name="api-schema"),
     path("docs/", views.api_docs, name="api-docs"),
+    path("status/", views.QueueStatusView.as_view(), name="api-status"),
     path("", include(router.urls)),
+    # Last: a URL nothing above matched (any character, newlines too). Only with a trailing slash, so that
+    # APPEND_SLASH still redirects /api/results to /api/results/.
+    re_path(r"^(?P<path>[\s\S]*)/\Z", views.not_found),   # [\s\S], not (?s): reverse() must parse it
 ]

@@ -2,10 +2,13 @@
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpResponseBadRequest, HttpResponseNotModified
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotModified
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_POST
+
+from leaderboard.pagecache import frozen_page
 
 from . import selectors
 from .services import publish_version
@@ -19,7 +22,8 @@ def leaderboard_versions(request, slug: str):
 
 
 def leaderboard_version(request, slug: str, number: int):
-    """A frozen version: same bytes for everybody forever, so it is cached with its content hash as ETag."""
+    """A frozen version: same bytes for everybody forever (rendered once, then served as stored), cached
+    by browsers with its content hash as ETag."""
     version = selectors.version_or_404(selectors.dataset_or_404(slug), number)
     etag = f'"{version.content_hash}"'
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
@@ -27,10 +31,10 @@ def leaderboard_version(request, slug: str, number: int):
     else:
         # Rendered as for an anonymous visitor (no user name, no CSRF token, no flash messages):
         # a public, immutable page must not carry anything personal.
-        response = render(request, "boards/version.html", {
+        response = HttpResponse(frozen_page(version, lambda: render_to_string("boards/version.html", {
             "dataset": version.dataset, "version": version, "entries": selectors.version_entries(version),
             "user": AnonymousUser(), "messages": [], "perms": None,
-        })
+        }, request).encode()))
     response["ETag"] = etag
     response["Cache-Control"] = IMMUTABLE
     return response

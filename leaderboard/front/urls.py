@@ -10,4 +10,5 @@ urlpatterns = [
     path("datasets/<slug:slug>.json", views.dataset_json, name="dataset-json"),
     path("references/", views.reference_list, name="reference-list"),
     path("references.bib", views.reference_bib, name="reference-bib"),
+    path("installation/", views.installation, name="installation"),
 ]

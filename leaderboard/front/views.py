@@ -1,14 +1,18 @@
-"""The browsing pages: home (the snapshot table), dataset boards, references, the overview chart."""
+"""The browsing pages: home (the snapshot table), dataset boards, references, the overview chart; and, for
+signed-in users, what this installation can run."""
 
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from leaderboard.boards.selectors import REPORTED, board_protocols, board_rows
 from leaderboard.engine import protocol_title
+from leaderboard.pagecache import cache_for_visitors
 from leaderboard.registry import selectors
 from leaderboard.registry.models import Dataset, HistoricalDownload, MissingCell, Reference, Result
 
 from .exports import board_csv, board_document, download_headers, references_bib
+from .selectors import installation_benchmarks
 from .templatetags.shelfmark import protocol_label
 from .forms import SnapshotFilterForm
 
@@ -27,6 +31,7 @@ def _kind_legend():
     ]
 
 
+@cache_for_visitors("family", "kind")
 def home(request):
     form = SnapshotFilterForm(request.GET or None)
     family = kind = None
@@ -76,6 +81,7 @@ def _protocol_filter(request, dataset) -> tuple[str | None, list[str]]:
     return (asked if asked in offered else None), offered
 
 
+@cache_for_visitors("protocol")
 def dataset_detail(request, slug):
     dataset = _dataset_or_404(slug)
     protocol, protocols = _protocol_filter(request, dataset)
@@ -127,3 +133,10 @@ def overview(request):
         "series": selectors.overview_series(),
         "legend": _kind_legend(),
     })
+
+
+@login_required
+def installation(request):
+    """Which benchmarks this installation runs, the image counts their data was verified with, and the
+    commands that add the others (read from each ROOT's record: nothing is recounted here)."""
+    return render(request, "front/installation.html", installation_benchmarks(request.user))

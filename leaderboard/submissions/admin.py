@@ -1,9 +1,8 @@
-"""Staff moderation: see every submission and job, make public or hide, cancel jobs."""
-from django.contrib import admin
+"""Staff moderation: see every submission and job, make public or hide, cancel or re-run jobs."""
+from django.contrib import admin, messages
 
-
-from . import services
-from .models import EvaluationJob, Submission
+from . import queue, services
+from .models import EvaluationJob, Submission, Worker
 
 
 class EvaluationJobInline(admin.TabularInline):
@@ -38,7 +37,7 @@ class EvaluationJobAdmin(admin.ModelAdmin):
     list_display = ("pk", "submission", "benchmark", "status", "queue", "stage", "attempts", "sent_at", "finished_at")
     list_filter = ("status", "queue", "benchmark")
     readonly_fields = [f.name for f in EvaluationJob._meta.fields]
-    actions = ["cancel", "resend"]
+    actions = ["cancel", "resend", "rerun", "rerun_fresh"]
 
     @admin.action(description="Cancel")
     def cancel(self, request, queryset):
@@ -48,4 +47,23 @@ class EvaluationJobAdmin(admin.ModelAdmin):
     @admin.action(description="Send again to the broker (queued jobs only)")
     def resend(self, request, queryset):
         for job in queryset.filter(status=EvaluationJob.Status.QUEUED):
-            services.job_send(job.pk)
+            queue.job_send(job.pk)
+
+    @admin.action(description="Re-run (a new job; the earlier result stays in the history)")
+    def rerun(self, request, queryset):
+        self._rerun(request, queryset, fresh=False)
+
+    @admin.action(description="Re-run, extracting the features again (not from the feature cache)")
+    def rerun_fresh(self, request, queryset):
+        self._rerun(request, queryset, fresh=True)
+
+    def _rerun(self, request, queryset, *, fresh: bool):
+        jobs = [services.job_rerun(job, by=request.user, fresh=fresh) for job in queryset]
+        self.message_user(request, f"Queued {len(jobs)} re-run(s): jobs {', '.join(str(j.pk) for j in jobs)}.",
+                          messages.SUCCESS)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ("name", "queues", "hardware", "seen_at", "started_at")
+    readonly_fields = [f.name for f in Worker._meta.fields]

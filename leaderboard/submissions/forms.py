@@ -128,4 +128,5 @@ class SubmissionForm(forms.Form):
             description=data["description"], paper_url=data["paper_url"], bibtex=data["bibtex"], kind=data["kind"],
             multiclass=data.get("multiclass") or Submission.Multiclass.PAPER,
             protocols=list(data.get("protocols") or []),
+            dedupe=True,   # a form sent twice (a reload, a double click) makes one submission
         )

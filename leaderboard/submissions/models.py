@@ -3,8 +3,11 @@
 A `Submission` is what a user sent (a model, weights, ONNX file or precomputed features); each
 benchmark it asked for gets one `EvaluationJob`. The job row is written before anything is sent to
 the broker, so a broker or worker outage never loses work: `sent_at` stays empty until the broker
-took the message, and `requeue_pending` re-sends such jobs. A finished job points at the one
-registry `Result` it produced (OneToOne), which is what makes a rerun of the task harmless.
+took the message, and the requeue schedule (leaderboard/submissions/queue.py) re-sends such jobs;
+a running job's `heartbeat_at` is written by its worker every few seconds, and a job whose heartbeat
+stopped (its worker died) is queued again with a new `task_id`, so a message of a lost attempt that
+the broker delivers later is recognised and dropped. A finished job points at the registry `Result`s
+it produced, which is what makes a rerun of the task harmless.
 """
 from django.conf import settings
 from django.db import models
@@ -84,9 +87,12 @@ class EvaluationJob(models.Model):
     queue = models.CharField(max_length=64, default="cpu", help_text="the Celery queue it was sent to")
     multiclass = models.CharField(max_length=8, default="ovr",
                                   help_text="the SVM scheme on this benchmark: ovr (one-vs-rest) or ovo (one-vs-one)")
-    task_id = models.CharField(max_length=64, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, help_text="the message of the current attempt")
     sent_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted the message")
     attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="the Celery node running (or that ran) it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="the running attempt's last sign of life")
+    use_feature_cache = models.BooleanField(default=True, help_text="off: a staff re-run extracting afresh")
     stage = models.CharField(max_length=20, blank=True)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -137,3 +143,22 @@ class JobResult(models.Model):
 
     def __str__(self):
         return f"{self.job} / {self.protocol}"
+
+
+class Worker(models.Model):
+    """A Celery worker as it last reported itself (every few seconds, from its main process): what the
+    status page lists as online, with the queues it consumes and whether it has a GPU."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery node name, e.g. celery@host")
+    queues = models.JSONField(default=list, blank=True)
+    hardware = models.CharField(max_length=200, blank=True)
+    gpu = models.BooleanField(default=False)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from leaderboard import engine
 
+from . import queue_selectors
 from .models import EvaluationJob, JobResult, Submission
 
 STAGE_LABELS = {
@@ -109,8 +110,27 @@ def job_status_label(job: EvaluationJob) -> str:
     return job.get_status_display()
 
 
-def job_status(job: EvaluationJob, user) -> dict:
-    """What the status page shows for one job (and its JSON endpoint returns)."""
+def queue_place(job: EvaluationJob, place) -> dict | None:
+    """A queued job's place in its queue, in numbers and in words ("2nd in the cpu queue, starts in
+    about 4 min"); None for a job that is not waiting."""
+    if place is None:
+        return None
+    eta = queue_selectors.describe_eta(place.eta_s)
+    ordinal = _ordinal(place.position)
+    label = f"{ordinal} in the '{job.queue}' queue"
+    label += f", starts in {eta}" if eta else " (no worker is consuming this queue right now)"
+    return {"queue": job.queue, "position": place.position, "eta_seconds": place.eta_s, "label": label,
+            "status_url": reverse("queue-status")}
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def job_status(job: EvaluationJob, user, place=None) -> dict:
+    """What the status page shows for one job (and its JSON endpoint returns); `place`: its
+    `queue_selectors.QueuedJob` when it waits in a queue."""
     status = {
         "id": job.pk,
         "benchmark": job.benchmark,
@@ -132,6 +152,7 @@ def job_status(job: EvaluationJob, user) -> dict:
         "error": job.error,
         "hardware": job.hardware,
         "attempts": job.attempts,
+        "queue_place": queue_place(job, place),
         "cancellable": not job.is_finished and can_manage(user, job.submission),
         "protocols": [{"name": name, "title": engine.protocol_title(name)} for name in job.protocols],
         "result": None,
@@ -162,13 +183,14 @@ def _protocol_result(job_result, metric) -> dict:
 
 
 def submission_status(submission: Submission, user) -> dict:
-    jobs = submission.jobs.select_related("dataset__metric", "result", "submission").prefetch_related(
-        "job_results__result")
+    jobs = list(submission.jobs.select_related("dataset__metric", "result", "submission").prefetch_related(
+        "job_results__result"))
+    places = queue_selectors.job_places(jobs)
     return {
         "submission": submission.pk,
         "is_public": submission.is_public,
         "finished": all(job.is_finished for job in jobs),
-        "jobs": [job_status(job, user) for job in jobs],
+        "jobs": [job_status(job, user, places.get(job.pk)) for job in jobs],
     }
 
 

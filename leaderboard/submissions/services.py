@@ -24,13 +24,16 @@ from leaderboard import engine
 from leaderboard.celery import app as celery_app
 from leaderboard.registry.models import Dataset, Method, Result
 
+from . import queue_selectors
+from .joblog import append as _append
+from .joblog import stamped as _log_line
 from .models import EvaluationJob, JobResult, Submission
+from .queue import job_send
 from .selectors import current_protocols
-from .validation import SubmissionRefused, check_upload
+from .validation import DuplicateSubmission, OverAllowance, SubmissionRefused, check_upload
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 200
 PROGRESS_INTERVAL_S = 0.5  # at most ~2 progress writes per second per job
 
 
@@ -56,6 +59,7 @@ class SubmissionRequest:
     paper_url: str = ""
     bibtex: str = ""
     kind: str = Result.Kind.OFF_THE_SHELF
+    dedupe: bool = False                   # the form: the same request sent again within minutes is not new
 
 
 def benchmark_datasets(benchmarks: list[str]) -> dict[str, Dataset]:
@@ -87,6 +91,9 @@ def validate_request(req: SubmissionRequest) -> ValidatedRequest:
     extracted to a staging folder as it is checked, and removed if anything refuses it)."""
     if not req.model_name.strip():
         raise SubmissionRefused("Give the model a name.")
+    refusal = queue_selectors.allowance(req.owner).refusal(new_jobs=max(len(req.benchmarks), 1))
+    if refusal:
+        raise OverAllowance(refusal)
     if req.multiclass not in Submission.Multiclass.values:
         raise SubmissionRefused(f"Unknown multi-class scheme '{req.multiclass}'.")
     if req.pooling not in ("avg", "max"):
@@ -174,6 +181,17 @@ def submission_create(req: SubmissionRequest) -> Submission:
     datasets, inspection = checked.datasets, checked.inspection
     Source = Submission.Source
     kind = req.kind if req.source in (Source.FEATURES, Source.ONNX) else Result.Kind.OFF_THE_SHELF
+    if req.dedupe:
+        fingerprint = {"source": req.source, "model_name": req.model_name.strip(), "kind": kind,
+                       "architecture": req.architecture if req.source in (Source.BUILTIN, Source.WEIGHTS) else "",
+                       "random_init": req.random_init and req.source == Source.BUILTIN, "multiclass": req.multiclass,
+                       "readout": req.readout, "layer": req.layer, "pooling": req.pooling,
+                       "upload_sha256": inspection.sha256 if inspection is not None else ""}
+        earlier = queue_selectors.recent_duplicate(req.owner, fingerprint, list(datasets))
+        if earlier is not None:
+            if checked.staging is not None:
+                shutil.rmtree(checked.staging, ignore_errors=True)
+            raise DuplicateSubmission(earlier)
     stored: Path | None = None
     try:
         with transaction.atomic():
@@ -259,54 +277,34 @@ def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -
     return target
 
 
-# -- sending to the broker ------------------------------------------------------------------------
-
-def job_send(job_id: int) -> bool:
-    """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised."""
-    job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED).first()
-    if job is None:
-        return False
-    try:
-        # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
-        with celery_app.connection_for_write() as connection:
-            celery_app.send_task(engine.EVALUATE_JOB_TASK, args=[job.pk], queue=job.queue, task_id=job.task_id,
-                                 retry=False, connection=connection)
-    except (BrokerError, RedisError, OSError) as exc:
-        log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
-        EvaluationJob.objects.filter(pk=job.pk).update(message="waiting for the broker")
-        return False
-    EvaluationJob.objects.filter(pk=job.pk, sent_at__isnull=True).update(sent_at=timezone.now(), message="")
-    return True
-
-
-def jobs_requeue_pending() -> tuple[int, int]:
-    """Re-send every queued job the broker never took. Returns (sent, still waiting)."""
-    pending = EvaluationJob.objects.filter(status=EvaluationJob.Status.QUEUED, sent_at__isnull=True)
-    sent = waiting = 0
-    for job_id in pending.values_list("pk", flat=True):
-        if job_send(job_id):
-            sent += 1
-        else:
-            waiting += 1
-    return sent, waiting
-
-
 # -- the worker's side ----------------------------------------------------------------------------
 
-def job_begin(job_id: int, *, hardware: str = "") -> EvaluationJob | None:
-    """Mark a job running for this attempt; None when it is already finished (a redelivered message)."""
+def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str = "") -> EvaluationJob | None:
+    """Mark a job running for this attempt. None when the message must be dropped: the job finished
+    (a redelivered message), or it was queued again under another task id (a message of a lost
+    attempt, queue.py). The attempt past SHELFMARK_JOB_MAX_ATTEMPTS fails the job instead: a job
+    whose process is killed every time (out of memory, say) must not loop for ever."""
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related("submission").get(pk=job_id)
-        if job.is_finished:
+        if job.is_finished or (task_id and job.task_id and task_id != job.task_id):
+            return None
+        if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
+            job.status, job.finished_at = EvaluationJob.Status.FAILED, timezone.now()
+            job.error = (f"The evaluation stopped {job.attempts} times without finishing (its worker process "
+                         "was killed, e.g. out of memory), so it was not tried again; staff can re-run it.")
+            job.log = _append(job.log, f"failed: attempt {job.attempts + 1} refused")
+            job.save()
             return None
         job.attempts += 1
-        again = f" (attempt {job.attempts})" if job.attempts > 1 else ""
+        again = f" (attempt {job.attempts} of {settings.SHELFMARK_JOB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
         job.status = EvaluationJob.Status.RUNNING
         job.started_at = job.started_at or timezone.now()
         job.sent_at = job.sent_at or timezone.now()
+        job.heartbeat_at = timezone.now()
+        job.worker = worker or job.worker
         job.stage, job.done, job.total, job.images_per_second, job.message = "loading_model", 0, 0, 0.0, ""
         job.hardware = hardware or job.hardware
-        job.log = _append(job.log, f"started on {hardware or 'a worker'}{again}")
+        job.log = _append(job.log, f"started on {worker or 'a worker'} ({hardware or 'unknown hardware'}){again}")
         job.save()
     return job
 
@@ -318,9 +316,10 @@ class JobCancelled(Exception):
 class ProgressWriter:
     """The engine's progress callback: writes the stage and counts to the job row, ~2 writes/s at most."""
 
-    def __init__(self, job_id: int, interval: float = PROGRESS_INTERVAL_S):
+    def __init__(self, job_id: int, interval: float = PROGRESS_INTERVAL_S, task_id: str = ""):
         self.job_id = job_id
         self.interval = interval
+        self.task_id = task_id
         self._last_write = 0.0
         self._last_stage = None
 
@@ -335,9 +334,12 @@ class ProgressWriter:
             "updated_at": timezone.now(),
         }
         with transaction.atomic():
-            job = EvaluationJob.objects.select_for_update().filter(pk=self.job_id).only("status", "log").first()
+            job = EvaluationJob.objects.select_for_update().filter(pk=self.job_id).only(
+                "status", "log", "task_id").first()
             if job is None or job.status != EvaluationJob.Status.RUNNING:
                 raise JobCancelled(f"job {self.job_id} is no longer running")
+            if self.task_id and job.task_id != self.task_id:
+                raise JobCancelled(f"job {self.job_id} was queued again: this attempt stops")
             if stage_changed:
                 fields["log"] = _append(job.log, _stage_line(progress))
             EvaluationJob.objects.filter(pk=self.job_id).update(**fields)
@@ -503,6 +505,21 @@ def job_cancel(job: EvaluationJob) -> bool:
     return True
 
 
+def job_rerun(job: EvaluationJob, *, by=None, fresh: bool = False) -> EvaluationJob:
+    """A staff re-run: a new job of the same submission, benchmark, scheme and protocols. The earlier job
+    and its results stay (its results are superseded when the new ones land, kept in the history);
+    `fresh` extracts the features again instead of reading the feature cache."""
+    protocols = list(job.protocols) or [jr.protocol for jr in job.job_results.all()]
+    with transaction.atomic():
+        rerun = _job_create(job.submission, job.benchmark, job.dataset, job.multiclass, protocols)
+        rerun.use_feature_cache = not fresh
+        who = f" by {by}" if by is not None else ""
+        afresh = ", features extracted afresh" if fresh else ""
+        rerun.log = _append(rerun.log, f"re-run of job {job.pk}{who}{afresh}")
+        rerun.save(update_fields=["use_feature_cache", "log"])
+    return rerun
+
+
 def _revoke(task_id: str) -> None:
     try:
         celery_app.control.revoke(task_id, terminate=True, signal="SIGTERM")
@@ -558,13 +575,4 @@ def submissions_hide(submissions) -> None:
     with transaction.atomic():
         submissions.update(is_public=False)
         Result.objects.filter(job_result__job__submission__in=submissions).update(is_public=False)
-
-
-def _append(log_text: str, line: str) -> str:
-    lines = (log_text.splitlines() + [_log_line(line)])[-LOG_TAIL_LINES:]
-    return "\n".join(lines)
-
-
-def _log_line(line: str) -> str:
-    return f"{timezone.now():%H:%M:%S} {line}"
 

@@ -15,4 +15,5 @@ urlpatterns = [
     path("results/<int:pk>/bundle.zip", views.result_bundle, name="result-bundle"),
     path("submissions/<int:pk>/protocols/", views.submission_add_protocols, name="submission-add-protocols"),
     path("downloads/", views.downloads, name="downloads"),
+    path("status/", views.queue_status, name="queue-status"),
 ]

@@ -16,6 +16,18 @@ class SubmissionRefused(Exception):
     """A submission that cannot be accepted; the message is for the submitter."""
 
 
+class OverAllowance(SubmissionRefused):
+    """The submitter's fair-use allowance is spent (submissions a day, jobs at once): try later."""
+
+
+class DuplicateSubmission(SubmissionRefused):
+    """The same form was sent again within minutes: `submission` is the one already received."""
+
+    def __init__(self, submission):
+        super().__init__(f"This submission was already received as #{submission.pk}; it was not made twice.")
+        self.submission = submission
+
+
 def check_upload(source: str, path: Path, *, architecture: str = "", benchmark: str = "",
                  folder_into: Path | None = None):
     """The engine's `UploadInspection` of `path` (format, sha256, suffix), or `SubmissionRefused`."""

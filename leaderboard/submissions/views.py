@@ -12,10 +12,10 @@ from django.views.decorators.http import require_POST
 
 from leaderboard.registry.models import HistoricalDownload
 
-from . import selectors, services
+from . import queue_selectors, selectors, services
 from .forms import SubmissionForm
 from .uploads import SizeLimitedUploadHandler
-from .validation import SubmissionRefused
+from .validation import DuplicateSubmission, SubmissionRefused
 
 
 @csrf_exempt  # the upload handler must be set before the CSRF check reads the body; checked just below
@@ -24,11 +24,30 @@ def submission_new(request):
     return _submission_new(request)
 
 
+def _within_allowance(view):
+    """Refuse a POST of a user whose fair-use allowance is spent before its body (the upload) is read:
+    the page says why, with status 429, and nothing is stored."""
+
+    def check(request, *args, **kwargs):
+        allowance = queue_selectors.allowance(request.user)
+        if request.method == "POST" and allowance.refusal():
+            response = render(request, "submissions/new.html", {
+                "form": SubmissionForm(), "allowance": allowance, "refusal": allowance.refusal()}, status=429)
+            response["Connection"] = "close"   # the body is never read: the connection cannot be reused
+            return response
+        request.allowance = allowance
+        return view(request, *args, **kwargs)
+
+    return check
+
+
 @login_required  # first: an anonymous POST is redirected before its body (the upload) is read
+@_within_allowance  # then: a spent allowance is refused before the body is read
 @csrf_protect
 def _submission_new(request):
+    context = {"allowance": request.allowance, "refusal": request.allowance.refusal()}
     if request.method != "POST":
-        return render(request, "submissions/new.html", {"form": SubmissionForm()})
+        return render(request, "submissions/new.html", {"form": SubmissionForm(), **context})
     form = SubmissionForm(request.POST, request.FILES)
     refusal = getattr(request, "upload_refusal", None)
     if refusal:
@@ -37,12 +56,22 @@ def _submission_new(request):
     elif form.is_valid():
         try:
             submission = services.submission_create(form.to_request(request.user))
+        except DuplicateSubmission as exc:
+            messages.info(request, str(exc))
+            return redirect(exc.submission)
         except SubmissionRefused as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, "Submission received: its jobs are queued.")
+            messages.success(request, _received(submission))
             return redirect(submission)
-    return render(request, "submissions/new.html", {"form": form}, status=400)
+    return render(request, "submissions/new.html", {"form": form, **context}, status=400)
+
+
+def _received(submission) -> str:
+    if any(job.waiting_for_broker for job in submission.jobs.all()):
+        return ("Submission received: its jobs are queued, waiting for the job queue (it is unreachable just now); "
+                "they will start by themselves when it is back.")
+    return "Submission received: its jobs are queued."
 
 
 @login_required
@@ -160,3 +189,10 @@ def downloads(request):
     historical = HistoricalDownload.objects.select_related("dataset").order_by("pk")
     return render(request, "submissions/downloads.html", {"evaluated": evaluated, "historical": historical})
 
+
+def queue_status(request):
+    """The queue in plain view: workers online, what runs and waits in each queue, places and ETAs."""
+    summary = queue_selectors.status_summary(request.user)
+    response = render(request, "submissions/status.html", {"summary": summary})
+    response["Cache-Control"] = "no-store"
+    return response

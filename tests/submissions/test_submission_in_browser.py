@@ -8,6 +8,7 @@ import time
 import zipfile
 
 import pytest
+from submission_helpers import log_in
 
 from leaderboard.registry.models import Result
 from leaderboard.submissions.models import EvaluationJob
@@ -19,14 +20,6 @@ def page(browser):
     context = browser.new_context(accept_downloads=True)
     yield context.new_page()
     context.close()
-
-
-def log_in(page, live_server, username, password="a-long-test-password"):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("form.form button[type=submit]")
-    page.wait_for_load_state()
 
 
 def test_submit_watch_publish_and_reproduce(worker, live_server, page, digits, make_user, tmp_path):

@@ -80,6 +80,11 @@
     setText(el, ".job-counts", job.counts || "");
     setText(el, ".job-speed", extracting && job.images_per_second ? job.images_per_second + " images/s" : "");
     setText(el, ".job-eta", job.eta_seconds !== null ? "ETA " + fmtSeconds(job.eta_seconds) : "");
+    var place = el.querySelector(".job-place");
+    if (place) {
+      place.hidden = !job.queue_place;
+      if (job.queue_place) { place.querySelector("a").textContent = job.queue_place.label; }
+    }
     var broker = el.querySelector(".job-broker");
     if (broker && !job.waiting_for_broker) { broker.hidden = true; }
     var error = el.querySelector(".job-error");

@@ -1,13 +1,15 @@
-"""Re-send queued jobs that the broker never took. Celery beat does this every SHELFMARK_REQUEUE_INTERVAL_S;
-this command does it now (after a broker outage, or where no beat runs)."""
+"""Queue again the jobs whose worker died and send those the broker never took, now. Celery beat and
+every worker do this every SHELFMARK_REQUEUE_INTERVAL_S; the command is for where neither runs."""
 from django.core.management.base import BaseCommand
 
-from leaderboard.submissions.services import jobs_requeue_pending
+from leaderboard.submissions.queue import requeue_jobs
 
 
 class Command(BaseCommand):
-    help = "Send queued jobs that are still waiting for the broker."
+    help = "Requeue jobs whose worker died, and send queued jobs still waiting for the broker."
 
     def handle(self, *args, **options):
-        sent, waiting = jobs_requeue_pending()
-        self.stdout.write(f"sent {sent} job(s); {waiting} still waiting for the broker")
+        outcome = requeue_jobs()
+        self.stdout.write(f"{outcome['requeued']} lost job(s) queued again, {outcome['failed']} failed after "
+                          f"their last attempt; sent {outcome['sent']} job(s), {outcome['waiting']} still waiting "
+                          "for the broker")

@@ -1,0 +1,187 @@
+"""The job queue's guarantees: every job reaches a worker, and no job stays "running" for a worker that died.
+
+- A job is written (queued) before its message is sent; `job_send` tries the broker once, fast, and
+  a job the broker did not take keeps `sent_at` empty.
+- A running attempt writes `heartbeat_at` every SHELFMARK_HEARTBEAT_INTERVAL_S (`JobHeartbeat`, a
+  thread of the process that runs the task: it stops when that process dies).
+- `requeue_jobs` sends what waited for the broker, and queues again (a new `task_id`, one more
+  attempt) every running job whose heartbeat is older than SHELFMARK_HEARTBEAT_TIMEOUT_S; after
+  SHELFMARK_JOB_MAX_ATTEMPTS attempts the job fails with a message saying so. It runs on celery
+  beat's schedule (leaderboard/celery.py) and on each worker's own timer (workers/tasks.py:
+  `QueueWatch`, in the worker's main process, so a busy pool never delays it), and when a worker starts.
+- A message of a lost attempt that the broker delivers later names an old `task_id`: `services.job_begin`
+  drops it, so a job is never run twice at once, and finishes exactly once.
+- Workers report themselves (`worker_seen`): the status page lists those seen lately.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+from leaderboard import engine
+from leaderboard.celery import app as celery_app
+
+from .joblog import append
+from .models import EvaluationJob, Worker
+
+log = logging.getLogger(__name__)
+
+WAITING_FOR_BROKER = "waiting for the broker"
+
+
+# ---- sending ------------------------------------------------------------------------------------
+
+def job_send(job_id: int) -> bool:
+    """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised,
+    and costs the caller at most the broker's connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT)."""
+    job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED).first()
+    if job is None:
+        return False
+    try:
+        # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=0, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+            celery_app.send_task(engine.EVALUATE_JOB_TASK, args=[job.pk], queue=job.queue, task_id=job.task_id,
+                                 retry=False, connection=broker, ignore_result=True)
+    except (BrokerError, RedisError, OSError, RuntimeError) as exc:
+        log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
+        EvaluationJob.objects.filter(pk=job.pk, sent_at__isnull=True).update(message=WAITING_FOR_BROKER)
+        return False
+    EvaluationJob.objects.filter(pk=job.pk, task_id=job.task_id, sent_at__isnull=True).update(
+        sent_at=timezone.now(), message="")
+    return True
+
+
+def jobs_requeue_pending() -> tuple[int, int]:
+    """Send every queued job the broker never took. Returns (sent, still waiting)."""
+    pending = EvaluationJob.objects.filter(status=EvaluationJob.Status.QUEUED, sent_at__isnull=True)
+    sent = 0
+    for job_id in list(pending.order_by("pk").values_list("pk", flat=True)):
+        if not job_send(job_id):
+            break   # the broker is down: the others would wait just the same
+        sent += 1
+    return sent, pending.count()
+
+
+# ---- heartbeats ---------------------------------------------------------------------------------
+
+class JobHeartbeat:
+    """Write the job's `heartbeat_at` every `interval` seconds from a thread, while the block runs.
+
+    Only the attempt that owns the job (its `task_id`, status running) is touched, so a stale attempt
+    can never keep a job alive that was queued again. The thread closes its database connection."""
+
+    def __init__(self, job_id: int, task_id: str, interval: float | None = None):
+        self.job_id, self.task_id = job_id, task_id
+        self.interval = float(interval if interval is not None else settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def beat(self) -> bool:
+        return bool(EvaluationJob.objects.filter(pk=self.job_id, task_id=self.task_id,
+                                                 status=EvaluationJob.Status.RUNNING)
+                    .update(heartbeat_at=timezone.now()))
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception as exc:   # the database away for a moment: the next beat tries again
+                    log.warning("heartbeat of job %s not written: %s", self.job_id, exc)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+        return False
+
+
+# ---- requeueing lost jobs -----------------------------------------------------------------------
+
+def _stale(cutoff) -> Q:
+    return Q(status=EvaluationJob.Status.RUNNING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+
+
+def job_requeue_lost(job_id: int, *, cutoff, reason: str) -> str:
+    """Queue a running job again whose worker is gone (its heartbeat is older than `cutoff`), or fail it
+    after SHELFMARK_JOB_MAX_ATTEMPTS attempts. Returns "requeued", "failed" or "" (it was not lost)."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(_stale(cutoff), pk=job_id).first()
+        if job is None:
+            return ""
+        if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
+            job.status = EvaluationJob.Status.FAILED
+            job.finished_at = timezone.now()
+            job.error = (f"The worker running this job stopped {job.attempts} times ({reason}), so it was not "
+                         "tried again. This happens when the worker runs out of memory or its machine goes away; "
+                         "staff can re-run it.")
+            job.log = append(job.log, f"failed: {reason}, attempt {job.attempts} of "
+                                      f"{settings.SHELFMARK_JOB_MAX_ATTEMPTS}")
+            job.save()
+            return "failed"
+        job.status = EvaluationJob.Status.QUEUED
+        job.task_id = str(uuid.uuid4())    # a late message of the lost attempt is recognised and dropped
+        job.sent_at = None
+        job.stage, job.message = "", f"{reason}: queued again"
+        job.log = append(job.log, f"{reason}: queued again (attempt {job.attempts + 1} of "
+                                  f"{settings.SHELFMARK_JOB_MAX_ATTEMPTS} next)")
+        job.save()
+        transaction.on_commit(lambda: job_send(job_id))
+    return "requeued"
+
+
+def jobs_requeue_stale(*, now=None) -> tuple[int, int]:
+    """Running jobs whose heartbeat stopped more than SHELFMARK_HEARTBEAT_TIMEOUT_S ago: (requeued, failed)."""
+    timeout = settings.SHELFMARK_HEARTBEAT_TIMEOUT_S
+    cutoff = (now or timezone.now()) - timedelta(seconds=timeout)
+    outcomes = [job_requeue_lost(job_id, cutoff=cutoff, reason=f"no sign of life from its worker for {timeout} s")
+                for job_id in EvaluationJob.objects.filter(_stale(cutoff)).values_list("pk", flat=True)]
+    return outcomes.count("requeued"), outcomes.count("failed")
+
+
+def jobs_requeue_lost_on(worker_name: str) -> int:
+    """A worker that starts again under its name: the jobs its previous process was running are lost
+    (nothing beats their heartbeat any more: two intervals without one), queued again at once."""
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    lost = EvaluationJob.objects.filter(_stale(cutoff), worker=worker_name).values_list("pk", flat=True)
+    return sum(job_requeue_lost(job_id, cutoff=cutoff, reason="its worker restarted") == "requeued"
+               for job_id in lost)
+
+
+def requeue_jobs() -> dict[str, int]:
+    """The schedule's one call: lost jobs queued again (or failed), then everything queued sent."""
+    close_old_connections()
+    requeued, failed = jobs_requeue_stale()
+    sent, waiting = jobs_requeue_pending()
+    return {"requeued": requeued, "failed": failed, "sent": sent, "waiting": waiting}
+
+
+# ---- workers ------------------------------------------------------------------------------------
+
+def worker_seen(name: str, *, queues: list[str], hardware: str, gpu: bool, pid: int, started_at) -> None:
+    """A worker's report of itself (from its main process, every heartbeat interval)."""
+    close_old_connections()
+    Worker.objects.update_or_create(name=name, defaults={
+        "queues": list(queues), "hardware": hardware[:200], "gpu": gpu, "pid": pid, "started_at": started_at,
+        "seen_at": timezone.now()})
+
+
+def worker_gone(name: str) -> None:
+    """A worker shutting down cleanly leaves the list at once (a killed one ages out of it)."""
+    Worker.objects.filter(name=name).delete()
