@@ -50,7 +50,7 @@ def evaluate_job(self, job_id: int) -> str:
     task_id = self.request.id or ""
     try:
         job = services.job_begin(job_id, hardware=hardware_label(), task_id=task_id,
-                                 worker=self.request.hostname or "")
+                                 worker=self.request.hostname or "", pid=os.getpid())
     except transient as exc:
         raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
     if job is None:

@@ -2,18 +2,15 @@
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotModified
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.utils.http import parse_etags
 from django.views.decorators.http import require_POST
 
-from leaderboard.pagecache import frozen_page
+from leaderboard.pagecache import frozen_page, frozen_response
 
 from . import selectors
 from .services import publish_version
-
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def leaderboard_versions(request, slug: str):
@@ -22,22 +19,20 @@ def leaderboard_versions(request, slug: str):
 
 
 def leaderboard_version(request, slug: str, number: int):
-    """A frozen version: same bytes for everybody forever (rendered once, then served as stored), cached
-    by browsers with its content hash as ETag."""
+    """A frozen version: same bytes for everybody forever (rendered once, then served as stored, see
+    leaderboard/pagecache.py), cached by browsers with its content hash as ETag."""
+    return frozen_response(request, frozen_page(slug, number, lambda: _render_version(request, slug, number)))
+
+
+def _render_version(request, slug: str, number: int) -> tuple[bytes, str]:
     version = selectors.version_or_404(selectors.dataset_or_404(slug), number)
-    etag = f'"{version.content_hash}"'
-    if etag in parse_etags(request.headers.get("If-None-Match", "")):
-        response = HttpResponseNotModified()
-    else:
-        # Rendered as for an anonymous visitor (no user name, no CSRF token, no flash messages):
-        # a public, immutable page must not carry anything personal.
-        response = HttpResponse(frozen_page(version, lambda: render_to_string("boards/version.html", {
-            "dataset": version.dataset, "version": version, "entries": selectors.version_entries(version),
-            "user": AnonymousUser(), "messages": [], "perms": None,
-        }, request).encode()))
-    response["ETag"] = etag
-    response["Cache-Control"] = IMMUTABLE
-    return response
+    # Rendered as for an anonymous visitor (no user name, no CSRF token, no flash messages):
+    # a public, immutable page must not carry anything personal.
+    content = render_to_string("boards/version.html", {
+        "dataset": version.dataset, "version": version, "entries": selectors.version_entries(version),
+        "user": AnonymousUser(), "messages": [], "perms": None,
+    }, request).encode()
+    return content, f'"{version.content_hash}"'
 
 
 def leaderboard_diff(request, slug: str):

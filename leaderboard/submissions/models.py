@@ -91,6 +91,8 @@ class EvaluationJob(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted the message")
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, help_text="the Celery node running (or that ran) it")
+    worker_pid = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="the process running the attempt, on the worker's machine")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="the running attempt's last sign of life")
     use_feature_cache = models.BooleanField(default=True, help_text="off: a staff re-run extracting afresh")
     stage = models.CharField(max_length=20, blank=True)

@@ -11,11 +11,15 @@
   `QueueWatch`, in the worker's main process, so a busy pool never delays it), and when a worker starts.
 - A message of a lost attempt that the broker delivers later names an old `task_id`: `services.job_begin`
   drops it, so a job is never run twice at once, and finishes exactly once.
+- A queued job whose message the broker no longer holds (Redis restarted without saving) is sent again
+  under a new task id (`jobs_resend_lost_messages`, Redis brokers).
 - Workers report themselves (`worker_seen`): the status page lists those seen lately.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import uuid
 from datetime import timedelta
@@ -156,20 +160,98 @@ def jobs_requeue_stale(*, now=None) -> tuple[int, int]:
 
 
 def jobs_requeue_lost_on(worker_name: str) -> int:
-    """A worker that starts again under its name: the jobs its previous process was running are lost
-    (nothing beats their heartbeat any more: two intervals without one), queued again at once."""
-    cutoff = timezone.now() - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
-    lost = EvaluationJob.objects.filter(_stale(cutoff), worker=worker_name).values_list("pk", flat=True)
-    return sum(job_requeue_lost(job_id, cutoff=cutoff, reason="its worker restarted") == "requeued"
-               for job_id in lost)
+    """A worker that starts again under its name (on the same machine): the jobs its previous process was
+    running are lost, queued again at once instead of after the heartbeat timeout. Lost: the process that
+    ran the attempt is gone (its pid, recorded by job_begin), or nothing has beaten its heartbeat for two
+    intervals (a job of an older version, without a pid)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    running = EvaluationJob.objects.filter(status=EvaluationJob.Status.RUNNING, worker=worker_name)
+    requeued = 0
+    for job_id, pid in running.values_list("pk", "worker_pid"):
+        gone = pid is not None and not _process_alive(pid)
+        outcome = job_requeue_lost(job_id, cutoff=now if gone else cutoff, reason="its worker restarted")
+        requeued += outcome == "requeued"
+    return requeued
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process: alive
+        return True
+    return True
+
+
+# ---- messages the broker lost --------------------------------------------------------------------
+
+MESSAGES_READ_AT_MOST = 50_000   # per queue: a site with more waiting jobs skips the check
+
+
+def broker_task_ids(queues) -> set[str] | None:
+    """The task ids of every message the Redis broker holds for `queues`: waiting in a queue's lists (one
+    per priority step) or delivered and not yet acknowledged (kombu's `unacked` hash, which also holds
+    what workers prefetched). None when the broker is not Redis, is unreachable, or holds too many."""
+    try:
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=0, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+            channel = broker.default_channel
+            client = getattr(channel, "client", None)
+            if client is None or not hasattr(channel, "_q_for_pri"):
+                return None
+            raws = []
+            for name in queues:
+                for key in dict.fromkeys(channel._q_for_pri(name, step) for step in channel.priority_steps):
+                    if client.llen(key) > MESSAGES_READ_AT_MOST:
+                        return None
+                    raws += [json.loads(raw) for raw in client.lrange(key, 0, -1)]
+            raws += [json.loads(raw)[0] for raw in client.hvals(channel.unacked_key)]
+    except (BrokerError, RedisError, OSError, RuntimeError, ValueError, LookupError, TypeError):
+        return None
+    return {str((raw.get("headers") or {}).get("id") or (raw.get("properties") or {}).get("correlation_id"))
+            for raw in raws if isinstance(raw, dict)}
+
+
+def jobs_resend_lost_messages() -> int:
+    """Queued jobs the broker took but no longer holds (Redis restarted without saving, or was flushed):
+    sent again under a new task id, so that the old message, should it turn up, is dropped by
+    `services.job_begin`. A job only just sent may be on its way to a worker: it counts after a grace."""
+    cutoff = timezone.now() - timedelta(seconds=settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    sent = EvaluationJob.objects.filter(status=EvaluationJob.Status.QUEUED, sent_at__lt=cutoff)
+    candidates = list(sent.values_list("pk", "task_id", "queue"))
+    if not candidates:
+        return 0
+    held = broker_task_ids(sorted({queue for _, _, queue in candidates}))
+    if held is None:
+        return 0
+    resent = 0
+    for job_id, task_id, _ in candidates:
+        if task_id in held:
+            continue
+        with transaction.atomic():
+            job = (EvaluationJob.objects.select_for_update()
+                   .filter(pk=job_id, task_id=task_id, status=EvaluationJob.Status.QUEUED).first())
+            if job is None:
+                continue
+            job.task_id, job.sent_at = str(uuid.uuid4()), None
+            job.log = append(job.log, "the broker no longer holds its message (it restarted without saving?): "
+                                      "sent again")
+            job.save(update_fields=["task_id", "sent_at", "log"])
+            transaction.on_commit(lambda job_id=job_id: job_send(job_id))
+        resent += 1
+    return resent
 
 
 def requeue_jobs() -> dict[str, int]:
-    """The schedule's one call: lost jobs queued again (or failed), then everything queued sent."""
+    """The schedule's one call: lost jobs queued again (or failed), messages the broker lost sent again,
+    then everything queued sent."""
     close_old_connections()
     requeued, failed = jobs_requeue_stale()
+    resent = jobs_resend_lost_messages()
     sent, waiting = jobs_requeue_pending()
-    return {"requeued": requeued, "failed": failed, "sent": sent, "waiting": waiting}
+    return {"requeued": requeued, "failed": failed, "resent": resent, "sent": sent, "waiting": waiting}
 
 
 # ---- workers ------------------------------------------------------------------------------------

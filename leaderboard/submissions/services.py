@@ -279,7 +279,8 @@ def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -
 
 # -- the worker's side ----------------------------------------------------------------------------
 
-def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str = "") -> EvaluationJob | None:
+def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str = "",
+              pid: int | None = None) -> EvaluationJob | None:
     """Mark a job running for this attempt. None when the message must be dropped: the job finished
     (a redelivered message), or it was queued again under another task id (a message of a lost
     attempt, queue.py). The attempt past SHELFMARK_JOB_MAX_ATTEMPTS fails the job instead: a job
@@ -302,6 +303,7 @@ def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str
         job.sent_at = job.sent_at or timezone.now()
         job.heartbeat_at = timezone.now()
         job.worker = worker or job.worker
+        job.worker_pid = pid
         job.stage, job.done, job.total, job.images_per_second, job.message = "loading_model", 0, 0, 0.0, ""
         job.hardware = hardware or job.hardware
         job.log = _append(job.log, f"started on {worker or 'a worker'} ({hardware or 'unknown hardware'}){again}")

@@ -5,9 +5,10 @@ from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.sessions.backends.cache import SessionStore
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from leaderboard import pagecache
 from leaderboard.boards import views as board_views
 from leaderboard.front.views import dataset_detail
 from leaderboard.registry.models import Method, Result
@@ -59,6 +60,17 @@ def test_a_queryset_update_or_a_new_row_counts_as_a_change(client, digits):
     assert "A newcomer net" in queries_for(client, "/datasets/digits/")[1]
 
 
+def test_a_write_in_a_transaction_changes_the_token_again_when_it_commits(transactional_db, digits):
+    before = pagecache.data_version()
+    with transaction.atomic():
+        Result.objects.filter(dataset=digits).update(score=1.0)
+        Result.objects.filter(dataset=digits).update(score=2.0)
+        during = pagecache.data_version()   # a page another process renders now (from the old rows) is kept here
+        assert during != before
+        assert connection.run_on_commit and len(connection.run_on_commit) == 1
+    assert pagecache.data_version() != during, "and dropped at the commit"
+
+
 def test_signed_in_users_get_their_own_page_and_it_is_not_kept(client, digits, make_user):
     queries_for(client, "/datasets/digits/")                          # the visitors' copy is stored
     client.force_login(make_user("ada"))
@@ -93,7 +105,7 @@ def test_the_cache_can_be_turned_off(client, digits, settings):
     assert queries_for(client, "/")[0] > 0
 
 
-def test_a_frozen_permalink_is_rendered_once_and_served_as_the_same_bytes(client, digits, monkeypatch):
+def test_a_frozen_permalink_is_rendered_once_and_served_as_the_same_bytes(client, digits, make_user, monkeypatch):
     renders = []
     render = board_views.render_to_string
     monkeypatch.setattr(board_views, "render_to_string", lambda *a, **k: renders.append(a[0]) or render(*a, **k))
@@ -101,10 +113,40 @@ def test_a_frozen_permalink_is_rendered_once_and_served_as_the_same_bytes(client
     first = client.get("/leaderboards/digits/v0/")
     Result.objects.filter(dataset=digits).update(score=12.5)          # the live board changes; v0 does not
     again = [client.get("/leaderboards/digits/v0/") for _ in range(3)]
+    client.force_login(make_user("ada"))
+    again.append(client.get("/leaderboards/digits/v0/"))
 
     assert renders == ["boards/version.html"]
     assert all(response.content == first.content for response in again)
+    assert all(response["ETag"] == first["ETag"] and response["X-Frame-Options"] == "DENY" for response in again)
     assert b"90.0" in first.content and b"12.5" not in first.content
+    assert b"ada" not in again[-1].content
     with CaptureQueriesContext(connection) as queries:
-        client.get("/leaderboards/digits/v0/")
-    assert len(queries) <= 2, "only the dataset and version are looked up: " + str(queries.captured_queries)
+        stored = client.get("/leaderboards/digits/v0/")
+    assert stored.status_code == 200 and len(queries) == 0, "served before the session and user are looked up"
+    assert client.get("/leaderboards/digits/v0/", HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+
+
+def test_a_removed_version_is_no_longer_served(client, digits):
+    assert client.get("/leaderboards/digits/v0/").status_code == 200
+    digits.versions.get(number=0).delete()
+    assert client.get("/leaderboards/digits/v0/").status_code == 404
+
+
+def test_publishing_keeps_the_stored_permalinks_right(client, digits):
+    from leaderboard.boards.services import publish_version
+
+    v0 = client.get("/leaderboards/digits/v0/").content
+    assert client.get("/leaderboards/digits/v1/").status_code == 404
+    Result.objects.filter(dataset=digits).update(score=55.5)
+    publish_version(digits)
+    assert b"55.5" in client.get("/leaderboards/digits/v1/").content
+    assert client.get("/leaderboards/digits/v0/").content == v0
+
+
+def test_without_the_page_cache_a_permalink_is_rendered_each_time(client, digits, settings):
+    settings.SHELFMARK_PAGE_CACHE = False
+    client.get("/leaderboards/digits/v0/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/leaderboards/digits/v0/").status_code == 200
+    assert len(queries) > 0

@@ -184,19 +184,27 @@ def test_redis_stopped_the_form_answers_at_once_and_the_job_runs_when_it_is_back
         wait_for(lambda: _reachable(port), 20, what="redis to listen")
         return process
 
+    def submit(name):
+        return client.post("/submissions/new/", {
+            "model_name": name, "source": "features", "benchmarks": ["digits"], "kind": "off_the_shelf",
+            "upload": SimpleUploadedFile("f.npz", digits_features(tmp_path / "f.npz").read_bytes())})
+
     redis_process = start_redis()
-    settings.SHELFMARK_CPU_QUEUE = "outage-jobs"
     monkeypatch.setattr(celery_app.conf, "broker_url", url)
+    client.force_login(make_user("grace"))
+    # Sent before the outage to a queue no worker consumes yet: Redis keeps nothing on disk, so the
+    # message is lost with it.
+    settings.SHELFMARK_CPU_QUEUE = "outage-later"
+    assert submit("Queued before Redis went down").status_code == 302
+    before = EvaluationJob.objects.get(submission__model_name="Queued before Redis went down")
+    assert before.sent_at is not None
+    settings.SHELFMARK_CPU_QUEUE = "outage-jobs"
     consumer = start_worker(worker, "outage-jobs", "outage", tmp_path / "outage.log", REDIS_URL=url)
+    later = None
     try:
         stop(redis_process)
-        owner = make_user("grace")
-        client.force_login(owner)
         started = time.monotonic()
-        response = client.post("/submissions/new/", {
-            "model_name": "Submitted while Redis was down", "source": "features", "benchmarks": ["digits"],
-            "kind": "off_the_shelf",
-            "upload": SimpleUploadedFile("f.npz", digits_features(tmp_path / "f.npz").read_bytes())})
+        response = submit("Submitted while Redis was down")
         answered = time.monotonic() - started
         print(f"\nform answered in {answered:.2f}s with the broker down")
         assert response.status_code == 302 and answered < 5
@@ -205,15 +213,22 @@ def test_redis_stopped_the_form_answers_at_once_and_the_job_runs_when_it_is_back
         job = EvaluationJob.objects.get(submission__model_name="Submitted while Redis was down")
         assert job.status == "queued" and job.sent_at is None
 
-        redis_process = start_redis()   # no command typed: the worker's own schedule sends the job
+        redis_process = start_redis()   # empty; no command typed: the worker's own schedule sends the job
         wait_for(lambda: refreshed(job).is_finished, 120, what="the job to run once Redis is back")
         assert job.status == "done", job.error
         print(f"job done {time.monotonic() - started:.1f}s after the form was sent (Redis down for part of it)")
         results = Result.objects.filter(method__name="Submitted while Redis was down")
         assert sorted(results.values_list("protocol", flat=True)) == sorted(job.protocols)   # once each, no repeat
         assert job.attempts == 1
+
+        later = start_worker(worker, "outage-later", "later", tmp_path / "later.log", REDIS_URL=url)
+        wait_for(lambda: refreshed(before).is_finished, 120, what="the job whose message Redis lost to run")
+        assert before.status == "done" and "the broker no longer holds its message" in before.log
+        assert Result.objects.filter(method__name="Queued before Redis went down").count() == len(before.protocols)
     finally:
         stop(consumer)
+        if later is not None:
+            stop(later)
         stop(redis_process)
 
 

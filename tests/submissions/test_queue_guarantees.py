@@ -1,6 +1,7 @@
 """No job stuck or lost, the queue in plain view, fair use: the rules of leaderboard/submissions/queue.py
 and queue_selectors.py on database rows (the real worker, broker and Redis outages: test_job_queue.py)."""
 import io
+import os
 from datetime import timedelta
 
 import numpy as np
@@ -81,6 +82,55 @@ def test_a_restarted_worker_requeues_the_jobs_its_previous_process_ran_at_once(s
     statuses = {job.pk: job.status for job in EvaluationJob.objects.all()}
     assert statuses[mine.pk] == "queued"
     assert statuses[beating.pk] == statuses[elsewhere.pk] == "running"   # not that worker's, or still alive
+
+
+def test_a_worker_restarted_within_seconds_requeues_a_job_whose_process_is_gone(submission, settings):
+    # was: a worker restarted 9 s after its main process was SIGKILLed saw a 15 s old heartbeat, "alive",
+    # and the job waited for the 120 s heartbeat timeout
+    import subprocess
+    import sys
+
+    settings.SHELFMARK_HEARTBEAT_INTERVAL_S = 10
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = _running(submission.jobs.get(), heartbeat_age_s=3, worker="celery@box")
+    EvaluationJob.objects.filter(pk=lost.pk).update(worker_pid=dead.pid)
+    alive = _running(EvaluationJob.objects.create(submission=submission, benchmark="digits", dataset=lost.dataset,
+                                                  task_id="b", worker_pid=os.getpid()), heartbeat_age_s=3,
+                     worker="celery@box")
+
+    assert queue.jobs_requeue_lost_on("celery@box") == 1
+    assert EvaluationJob.objects.get(pk=lost.pk).status == "queued"
+    assert EvaluationJob.objects.get(pk=alive.pk).status == "running"
+
+
+def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_under_a_new_task_id(
+        submission, celery_app, settings, django_capture_on_commit_callbacks):
+    # was: a Redis restarted without saving lost the queued messages; their jobs stayed "queued" for ever
+    settings.SHELFMARK_CPU_QUEUE = "lost-messages"          # no worker consumes it: messages stay put
+    held = submission.jobs.get()
+    EvaluationJob.objects.filter(pk=held.pk).update(queue="lost-messages")
+    assert queue.job_send(held.pk)
+    lost = EvaluationJob.objects.create(submission=submission, benchmark="digits", dataset=held.dataset,
+                                        queue="lost-messages", task_id="message-that-redis-forgot")
+    long_ago = timezone.now() - timedelta(minutes=5)
+    EvaluationJob.objects.filter(pk__in=[held.pk, lost.pk]).update(sent_at=long_ago)
+    just_sent = EvaluationJob.objects.create(submission=submission, benchmark="digits", dataset=held.dataset,
+                                             queue="lost-messages", task_id="on-its-way", sent_at=timezone.now())
+    try:
+        assert held.task_id in queue.broker_task_ids(["lost-messages"])
+        with django_capture_on_commit_callbacks(execute=True):
+            assert queue.jobs_resend_lost_messages() == 1
+        lost.refresh_from_db()
+        assert lost.task_id != "message-that-redis-forgot" and lost.sent_at is not None
+        assert "the broker no longer holds its message" in lost.log
+        assert lost.task_id in queue.broker_task_ids(["lost-messages"])        # sent, for real
+        assert EvaluationJob.objects.get(pk=held.pk).sent_at == long_ago     # held: untouched
+        assert EvaluationJob.objects.get(pk=just_sent.pk).task_id == "on-its-way"   # within the grace
+        assert queue.jobs_resend_lost_messages() == 0
+    finally:
+        with celery_app.connection_for_write() as broker:
+            broker.default_channel.queue_purge("lost-messages")
 
 
 def test_the_heartbeat_and_the_progress_of_a_stale_attempt_touch_nothing(submission):

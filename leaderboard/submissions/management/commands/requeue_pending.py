@@ -11,5 +11,5 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         outcome = requeue_jobs()
         self.stdout.write(f"{outcome['requeued']} lost job(s) queued again, {outcome['failed']} failed after "
-                          f"their last attempt; sent {outcome['sent']} job(s), {outcome['waiting']} still waiting "
-                          "for the broker")
+                          f"their last attempt; {outcome['resent']} whose message the broker lost sent again; sent "
+                          f"{outcome['sent']} job(s), {outcome['waiting']} still waiting for the broker")
