@@ -107,3 +107,20 @@ def test_the_local_worker_reads_the_gpu_setting_as_the_site_does(value, queues):
     command = _in_a_process_with({"SHELFMARK_GPU_WORKER": value},
                                  "from leaderboard.launch import worker_command\nprint(' '.join(worker_command('py')))")
     assert f" -Q {queues} " in command and " -B " in command
+
+
+def test_the_image_builds_hashed_static_files_that_the_web_service_then_serves(tmp_path):
+    # was: the image's collectstatic ran without the manifest, so production pages named plain, uncacheable files
+    [build] = [line for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+               if "collectstatic" in line and line.startswith("RUN")]
+    build_env = dict(re.findall(r"(\w+)=(\S+)", build.split("python manage.py")[0]))
+    static_root = tmp_path / "staticfiles"
+    _in_a_process_with({**build_env, "STATIC_ROOT": static_root},
+                       "from django.core.management import call_command\n"
+                       "call_command('collectstatic', interactive=False, verbosity=0)")
+    assert (static_root / "staticfiles.json").exists()
+
+    web = {key: value for key, value in compose()["x-app"]["environment"].items() if key == "DEBUG"}
+    served = _in_a_process_with({**web, "STATIC_ROOT": static_root},
+                                "from django.templatetags.static import static\nprint(static('css/site.css'))")
+    assert re.fullmatch(r"/static/css/site\.[0-9a-f]{12}\.css", served), served

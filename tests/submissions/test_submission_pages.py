@@ -88,7 +88,10 @@ def test_form_script_and_pages_fit(live_server, browser, running_job, tmp_path):
 
     # The status page's script fills the split in from the JSON too.
     page.goto(f"{live_server.url}{running_job.submission.get_absolute_url()}")
-    page.wait_for_function("document.querySelector('.job-speed').textContent.includes('images/s')")
+    for _ in range(100):  # the CSP refuses wait_for_function's eval: poll with evaluate (CDP, not the page)
+        if "images/s" in page.inner_text(".job-speed"):
+            break
+        page.wait_for_timeout(100)
     assert page.inner_text(".job-split") == "(train)"
 
     urls = ["/submissions/new/", "/submissions/", running_job.submission.get_absolute_url(), "/downloads/",
