@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpResponse
 from django.template.defaultfilters import filesizeformat
+from django.urls import Resolver404, resolve
 
 FORM_FIELDS_ROOM = 1024 * 1024   # the submission form's text fields, beside its one file
 BLOCK = 256 * 1024
@@ -40,7 +41,11 @@ class RequestBodyLimitMiddleware:
         if refusal is not None:
             request.META["shelfmark.close_connection"] = True   # leaderboard/wsgi.py: gunicorn hangs up
             return refusal
-        return self.get_response(request)
+        response = self.get_response(request)
+        spool = getattr(request, "_spooled_body", None)
+        if spool is not None:
+            response._resource_closers.append(spool.close)
+        return response
 
     @staticmethod
     def refusal(meta) -> HttpResponse | None:
@@ -61,8 +66,10 @@ class RequestBodyLimitMiddleware:
 
     @staticmethod
     def spool_chunked(request) -> HttpResponse | None:
-        """Read a chunked body up to the limit into a spooled file and hand Django that, with its length."""
-        limit = body_limit()
+        """Read a chunked body up to the limit into a spooled file and hand Django that, with its length.
+        Only a view that takes uploads (`accepts_uploads`) gets the upload limit; others get the form
+        fields' room."""
+        limit = body_limit() if _accepts_uploads(request.path_info) else FORM_FIELDS_ROOM
         stream = request.META["wsgi.input"]
         spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY)  # noqa: SIM115 (lives with the request)
         size = 0
@@ -70,14 +77,27 @@ class RequestBodyLimitMiddleware:
             size += len(block)
             if size > limit:
                 spool.close()
-                return _refuse(413, f"The request passed the upload limit of "
-                                    f"{filesizeformat(settings.SHELFMARK_MAX_UPLOAD_BYTES)}; the rest was not read.")
+                return _refuse(413, f"The request passed the limit of {filesizeformat(limit)} for this address; "
+                                    "the rest was not read.")
             spool.write(block)
         spool.seek(0)
         request.META["CONTENT_LENGTH"] = str(size)
         request._stream = LimitedStream(spool, size)
-        request._spooled_body = spool   # closed with the request (kept alive until then)
+        request._spooled_body = spool   # closed with the response (RequestBodyLimitMiddleware.__call__)
         return None
+
+
+def accepts_uploads(view):
+    """Mark a view that takes a file upload: a chunked body to it may be as large as the upload limit."""
+    view.accepts_uploads = True
+    return view
+
+
+def _accepts_uploads(path: str) -> bool:
+    try:
+        return getattr(resolve(path).func, "accepts_uploads", False)
+    except Resolver404:
+        return False
 
 
 def _is_chunked(meta) -> bool:

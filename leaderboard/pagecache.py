@@ -175,8 +175,20 @@ def cache_for_visitors(*params: str):
 
 
 def _build() -> str:
-    """The static files' manifest: a new build of the site's CSS and scripts gets pages that name them."""
-    return getattr(staticfiles_storage, "manifest_hash", "")
+    """The site's build: the static files' manifest (a new build of the CSS and scripts gets pages that name
+    them) and the templates (a deploy that changes a page's markup renders it afresh)."""
+    return f"{getattr(staticfiles_storage, 'manifest_hash', '')}{_templates_fingerprint()}"
+
+
+@cache
+def _templates_fingerprint() -> str:
+    """The templates' names, sizes and modification times, read once per process (a deploy restarts it)."""
+    digest = hashlib.sha256()
+    for folder in settings.TEMPLATES[0]["DIRS"]:
+        for path in sorted(Path(folder).rglob("*.html")):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:12]
 
 
 def _frozen_key(slug: str, number: int) -> str:

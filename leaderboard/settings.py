@@ -161,7 +161,14 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(SHELFMARK_CACHE_DIR),
         "OPTIONS": {"MAX_ENTRIES": env_int("SHELFMARK_CACHE_MAX_ENTRIES", 20000)},
-    }
+    },
+    # Failed log-ins apart from the pages: filling the page cache (any query string is a new page) culls
+    # entries at random, and must never wipe the counters.
+    "login-failures": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(SHELFMARK_CACHE_DIR / "login-failures"),
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+    },
 }
 # Live pages (home, dataset boards) as anonymous visitors see them, until the data under them changes.
 SHELFMARK_PAGE_CACHE = env_bool("SHELFMARK_PAGE_CACHE", not DEBUG)
@@ -171,7 +178,11 @@ SHELFMARK_PAGE_CACHE_SECONDS = env_int("SHELFMARK_PAGE_CACHE_SECONDS", 24 * 3600
 SHELFMARK_LOGIN_WINDOW_S = env_int("SHELFMARK_LOGIN_WINDOW_S", 15 * 60)
 SHELFMARK_LOGIN_FAILURES_PER_USERNAME = env_int("SHELFMARK_LOGIN_FAILURES_PER_USERNAME", 5)
 SHELFMARK_LOGIN_FAILURES_PER_IP = env_int("SHELFMARK_LOGIN_FAILURES_PER_IP", 20)
-SHELFMARK_CLIENT_IP_HEADER = env_str("SHELFMARK_CLIENT_IP_HEADER", "")
+# Given as the HTTP header (X-Forwarded-For) or as its WSGI name (HTTP_X_FORWARDED_FOR): the WSGI name.
+SHELFMARK_CLIENT_IP_HEADER = env_str("SHELFMARK_CLIENT_IP_HEADER", "").strip().upper().replace("-", "_")
+if SHELFMARK_CLIENT_IP_HEADER and not SHELFMARK_CLIENT_IP_HEADER.startswith("HTTP_") \
+        and SHELFMARK_CLIENT_IP_HEADER != "REMOTE_ADDR":
+    SHELFMARK_CLIENT_IP_HEADER = "HTTP_" + SHELFMARK_CLIENT_IP_HEADER
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"

@@ -58,9 +58,10 @@ def make_user(db, django_user_model):
 def _empty_cache():
     """Each test starts with nothing cached: no page of another test's rows, no failed log-ins of another
     test. The cache is this run's own folder (settings: under pytest), shared with worker subprocesses."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    for store in caches.all(initialized_only=False):
+        store.clear()
     yield
 
 

@@ -1,6 +1,7 @@
 """`python -m workers datasets fetch` and `datasets status`: thin front ends over workers/datasets/.
 
     python -m workers datasets fetch NAME ROOT [--mirror ARCHIVE=URL ...] [--sources FILE] [--keep-archives]
+                                              [--force] [--max-download-gb GB] [--max-extract-gb GB]
     python -m workers datasets status [--data-roots "name=ROOT,..."] [--check] [--json]
 
 `fetch` prints what it does on stdout, the progress bar on stderr, and last the check's counts as
@@ -14,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+DEFAULT_MAX_GB = 64      # workers.datasets.download.DEFAULT_MAX_BYTES, in GiB
 STATE_WORDS = {"bundled": "yes", "ready": "yes", "unchecked": "?", "missing": "no", "broken": "no", "absent": "no"}
 
 
@@ -24,9 +26,17 @@ def datasets_fetch(args: argparse.Namespace) -> int:
     max_bytes = int(args.max_extract_gb * 2**30) if args.max_extract_gb else None
     summary = fetch(args.name, args.root, mirrors=parse_mirrors(args.mirror), sources_file=args.sources,
                     keep_archives=args.keep_archives, force=args.force, retries=args.retries, timeout=args.timeout,
-                    max_extract_bytes=max_bytes, say=lambda line: print(line, flush=True))
+                    max_extract_bytes=max_bytes, max_download_bytes=int(args.max_download_gb * 2**30),
+                    say=lambda line: print(line, flush=True))
     print(json.dumps(summary))
     return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
 
 
 def _cell(value) -> str:
@@ -75,11 +85,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="a lab's own source table (workers/datasets/sources.json's shape): its entries replace "
                             "the project's for the benchmarks it names")
     fetch.add_argument("--keep-archives", action="store_true", help="keep the downloads in ROOT/.shelfmark-downloads")
-    fetch.add_argument("--force", action="store_true", help="fetch again even if a copy is already in place")
+    fetch.add_argument("--force", action="store_true",
+                       help="fetch again even if a copy is already in place, replacing the files in ROOT that the "
+                            "archives provide and differ (never a folder, a link or anything else)")
     fetch.add_argument("--retries", type=int, default=2, help="resume a dropped download this many times (default 2)")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
     fetch.add_argument("--max-extract-gb", type=float, metavar="GB",
                        help="refuse an archive that unpacks past this (default: 4x its size + 256 MiB)")
+    fetch.add_argument("--max-download-gb", type=_positive, default=DEFAULT_MAX_GB, metavar="GB",
+                       help="refuse a download of no recorded size past this (default %(default)s; a recorded size "
+                            "is the bound where there is one)")
     fetch.set_defaults(func=datasets_fetch)
 
     status = commands.add_parser("status", help="which benchmarks run here, their counts, how to add the others")

@@ -57,7 +57,7 @@ def evaluate_job(self, job_id: int) -> str:
         return "already finished"
     started = time.monotonic()
     try:
-        with JobHeartbeat(job_id, task_id):
+        with JobHeartbeat(job_id, task_id, worker=self.request.hostname or ""):
             evaluation = run_evaluation(engine.job_spec(job), services.ProgressWriter(job_id, task_id=task_id))
     except services.JobCancelled:
         return "cancelled"
@@ -69,7 +69,8 @@ def evaluate_job(self, job_id: int) -> str:
         return "failed"
     except transient as exc:
         if self.request.retries < self.max_retries:
-            services.job_note(job_id, f"transient error, retrying: {exc}")
+            if not services.job_release(job_id, task_id, f"transient error, retrying: {exc}"):
+                return "lost its job"   # queued again or cancelled meanwhile: nothing to retry
             raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
         services.job_fail(job_id, f"The evaluation failed after {self.max_retries} retries: {exc}",
                           traceback.format_exc())
@@ -78,7 +79,7 @@ def evaluate_job(self, job_id: int) -> str:
         log.exception("job %s: unexpected error", job_id)
         services.job_fail(job_id, INTERNAL_ERROR, traceback.format_exc())
         return "failed"
-    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started)
+    services.job_complete(job_id, evaluation, duration_s=time.monotonic() - started, task_id=task_id)
     services.board_warm(job_id)
     return "done"
 

@@ -10,7 +10,11 @@ import hashlib
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+
+
+def _store():
+    return caches["login-failures"]   # its own cache: a full page cache must not wipe the counters
 
 
 def client_ip(request) -> str:
@@ -31,7 +35,7 @@ def _counters(request, username: str) -> list[tuple[str, int]]:
 
 
 def _recent(key: str, now: float) -> list[float]:
-    return [moment for moment in cache.get(key, []) if moment > now - settings.SHELFMARK_LOGIN_WINDOW_S]
+    return [moment for moment in _store().get(key, []) if moment > now - settings.SHELFMARK_LOGIN_WINDOW_S]
 
 
 def retry_after(request, username: str) -> int:
@@ -49,9 +53,9 @@ def record_failure(request, username: str) -> None:
     now = time.time()
     for key, limit in _counters(request, username):
         if limit > 0:   # 0: no limit of this kind
-            cache.set(key, [*_recent(key, now), now][-limit:], timeout=settings.SHELFMARK_LOGIN_WINDOW_S)
+            _store().set(key, [*_recent(key, now), now][-limit:], timeout=settings.SHELFMARK_LOGIN_WINDOW_S)
 
 
 def forget_username(request, username: str) -> None:
     """After a successful log-in: the account's failures no longer count (its address's still do)."""
-    cache.delete(_counters(request, username)[0][0])
+    _store().delete(_counters(request, username)[0][0])

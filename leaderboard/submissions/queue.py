@@ -46,10 +46,18 @@ WAITING_FOR_BROKER = "waiting for the broker"
 
 def job_send(job_id: int) -> bool:
     """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised,
-    and costs the caller at most the broker's connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT)."""
-    job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED).first()
+    and costs the caller at most the broker's connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT).
+
+    The job is claimed first (`sent_at` written where it was empty), so that of several senders at once
+    (the web's commit hook, beat, every worker's timer) exactly one sends it; a failed send gives the
+    claim back."""
+    job = EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.QUEUED, sent_at__isnull=True).first()
     if job is None:
         return False
+    mine = EvaluationJob.objects.filter(pk=job.pk, task_id=job.task_id, status=EvaluationJob.Status.QUEUED,
+                                        sent_at__isnull=True)
+    if not mine.update(sent_at=timezone.now()):
+        return False   # another sender claimed it
     try:
         # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
         with celery_app.connection_for_write() as broker:
@@ -58,10 +66,10 @@ def job_send(job_id: int) -> bool:
                                  retry=False, connection=broker, ignore_result=True)
     except (BrokerError, RedisError, OSError, RuntimeError) as exc:
         log.warning("job %s stays queued, the broker is unreachable: %s", job.pk, exc)
-        EvaluationJob.objects.filter(pk=job.pk, sent_at__isnull=True).update(message=WAITING_FOR_BROKER)
+        EvaluationJob.objects.filter(pk=job.pk, task_id=job.task_id, status=EvaluationJob.Status.QUEUED).update(
+            sent_at=None, message=WAITING_FOR_BROKER)
         return False
-    EvaluationJob.objects.filter(pk=job.pk, task_id=job.task_id, sent_at__isnull=True).update(
-        sent_at=timezone.now(), message="")
+    EvaluationJob.objects.filter(pk=job.pk, task_id=job.task_id).update(message="")
     return True
 
 
@@ -84,16 +92,21 @@ class JobHeartbeat:
     Only the attempt that owns the job (its `task_id`, status running) is touched, so a stale attempt
     can never keep a job alive that was queued again. The thread closes its database connection."""
 
-    def __init__(self, job_id: int, task_id: str, interval: float | None = None):
-        self.job_id, self.task_id = job_id, task_id
+    def __init__(self, job_id: int, task_id: str, interval: float | None = None, worker: str = ""):
+        self.job_id, self.task_id, self.worker = job_id, task_id, worker
         self.interval = float(interval if interval is not None else settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
 
     def beat(self) -> bool:
-        return bool(EvaluationJob.objects.filter(pk=self.job_id, task_id=self.task_id,
-                                                 status=EvaluationJob.Status.RUNNING)
-                    .update(heartbeat_at=timezone.now()))
+        """One heartbeat; it also keeps the worker listed as online (a solo-pool worker runs the job on
+        the loop that would report it, see workers/tasks.py: QueueWatch)."""
+        now = timezone.now()
+        alive = bool(EvaluationJob.objects.filter(pk=self.job_id, task_id=self.task_id,
+                                                  status=EvaluationJob.Status.RUNNING).update(heartbeat_at=now))
+        if alive and self.worker:
+            Worker.objects.filter(name=self.worker).update(seen_at=now)
+        return alive
 
     def _run(self) -> None:
         try:
@@ -169,13 +182,14 @@ def jobs_requeue_lost_on(worker_name: str) -> int:
     running = EvaluationJob.objects.filter(status=EvaluationJob.Status.RUNNING, worker=worker_name)
     requeued = 0
     for job_id, pid in running.values_list("pk", "worker_pid"):
-        gone = pid is not None and not _process_alive(pid)
+        gone = pid is not None and not process_alive(pid)
         outcome = job_requeue_lost(job_id, cutoff=now if gone else cutoff, reason="its worker restarted")
         requeued += outcome == "requeued"
     return requeued
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine runs under `pid`."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -124,11 +124,12 @@ class Allowance:
     def submissions_left(self) -> int | None:
         return None if self.exempt or not self.per_day else max(self.per_day - self.submissions_today, 0)
 
-    def refusal(self, new_jobs: int = 1) -> str:
-        """Why a submission of `new_jobs` jobs is refused now, or ""."""
+    def refusal(self, new_jobs: int = 1, *, new_submission: bool = True) -> str:
+        """Why a submission of `new_jobs` jobs (or, not `new_submission`, jobs added to one) is refused
+        now, or ""."""
         if self.exempt:
             return ""
-        if self.per_day and self.submissions_today >= self.per_day:
+        if new_submission and self.per_day and self.submissions_today >= self.per_day:
             return (f"You have made {self.submissions_today} submissions in the last 24 hours, the limit of this "
                     f"installation ({self.per_day}); try again later.")
         if self.at_once and self.active_jobs + new_jobs > self.at_once:
@@ -149,15 +150,24 @@ def allowance(user) -> Allowance:
                      settings.SHELFMARK_JOBS_AT_ONCE, exempt)
 
 
-def recent_duplicate(owner, fingerprint: dict, benchmarks: list[str]):
-    """The owner's submission of the same model, file and options on the same benchmarks made within
-    SHELFMARK_DUPLICATE_WINDOW_S (a form sent twice), or None."""
+def recent_duplicate(owner, fingerprint: dict, protocols: dict[str, list[str]]):
+    """The owner's submission of the same model, file and options with the same protocols on the same
+    benchmarks (`protocols`: benchmark -> its protocols) made within SHELFMARK_DUPLICATE_WINDOW_S (a form
+    sent twice), or None. One whose jobs all failed or were cancelled is no duplicate: sending it again
+    is how its owner tries again."""
     since = timezone.now() - timedelta(seconds=settings.SHELFMARK_DUPLICATE_WINDOW_S)
     candidates = Submission.objects.filter(owner=owner, created_at__gte=since, **fingerprint).prefetch_related(
         "jobs").order_by("-created_at")
-    wanted = sorted(benchmarks)
+    wanted = {benchmark: sorted(names) for benchmark, names in protocols.items()}
+    given_up = {EvaluationJob.Status.FAILED, EvaluationJob.Status.CANCELLED}
     for submission in candidates:
-        if sorted({job.benchmark for job in submission.jobs.all()}) == wanted:
+        jobs = sorted(submission.jobs.all(), key=lambda job: job.pk)
+        if not jobs or all(job.status in given_up for job in jobs):
+            continue
+        first = {}
+        for job in jobs:   # its first job per benchmark: later ones are re-runs and added protocols
+            first.setdefault(job.benchmark, sorted(job.protocols))
+        if first == wanted:
             return submission
     return None
 

@@ -12,9 +12,11 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -28,7 +30,7 @@ from . import queue_selectors
 from .joblog import append as _append
 from .joblog import stamped as _log_line
 from .models import EvaluationJob, JobResult, Submission
-from .queue import job_send
+from .queue import job_send, process_alive
 from .selectors import current_protocols
 from .validation import DuplicateSubmission, OverAllowance, SubmissionRefused, check_upload
 
@@ -181,20 +183,26 @@ def submission_create(req: SubmissionRequest) -> Submission:
     datasets, inspection = checked.datasets, checked.inspection
     Source = Submission.Source
     kind = req.kind if req.source in (Source.FEATURES, Source.ONNX) else Result.Kind.OFF_THE_SHELF
-    if req.dedupe:
-        fingerprint = {"source": req.source, "model_name": req.model_name.strip(), "kind": kind,
-                       "architecture": req.architecture if req.source in (Source.BUILTIN, Source.WEIGHTS) else "",
-                       "random_init": req.random_init and req.source == Source.BUILTIN, "multiclass": req.multiclass,
-                       "readout": req.readout, "layer": req.layer, "pooling": req.pooling,
-                       "upload_sha256": inspection.sha256 if inspection is not None else ""}
-        earlier = queue_selectors.recent_duplicate(req.owner, fingerprint, list(datasets))
-        if earlier is not None:
-            if checked.staging is not None:
-                shutil.rmtree(checked.staging, ignore_errors=True)
-            raise DuplicateSubmission(earlier)
+    protocols = {name: engine.resolve_protocols(name, req.protocols) for name in datasets}
     stored: Path | None = None
     try:
         with transaction.atomic():
+            # The owner's row is the lock: two copies of a form sent at once (a double click) are checked
+            # one after the other, against the allowance and for a duplicate, where the first is visible.
+            get_user_model().objects.select_for_update().filter(pk=req.owner.pk).first()
+            refusal = queue_selectors.allowance(req.owner).refusal(new_jobs=max(len(req.benchmarks), 1))
+            if refusal:
+                raise OverAllowance(refusal)
+            if req.dedupe:
+                fingerprint = {
+                    "source": req.source, "model_name": req.model_name.strip(), "kind": kind,
+                    "architecture": req.architecture if req.source in (Source.BUILTIN, Source.WEIGHTS) else "",
+                    "random_init": req.random_init and req.source == Source.BUILTIN, "multiclass": req.multiclass,
+                    "readout": req.readout, "layer": req.layer, "pooling": req.pooling,
+                    "upload_sha256": inspection.sha256 if inspection is not None else ""}
+                earlier = queue_selectors.recent_duplicate(req.owner, fingerprint, protocols)
+                if earlier is not None:
+                    raise DuplicateSubmission(earlier)
             submission = Submission.objects.create(
                 owner=req.owner, model_name=req.model_name.strip(), description=req.description,
                 paper_url=req.paper_url, bibtex=req.bibtex, source=req.source,
@@ -213,7 +221,7 @@ def submission_create(req: SubmissionRequest) -> Submission:
                 checked.staging.rename(engine.model_folder(submission))
             for name, dataset in datasets.items():
                 _job_create(submission, name, dataset, engine.resolve_multiclass(name, req.multiclass),
-                            engine.resolve_protocols(name, req.protocols))
+                            protocols[name])
     except BaseException:
         if stored is not None:
             shutil.rmtree(stored.parent, ignore_errors=True)
@@ -255,6 +263,9 @@ def submission_add_protocols(submission: Submission, protocols: list[str], *,
         Submission.objects.select_for_update().filter(pk=submission.pk).first()
         jobs = list(submission.jobs.select_related("dataset").prefetch_related("job_results__result"))
         covered = current_protocols(jobs)
+        refusal = queue_selectors.allowance(submission.owner).refusal(new_jobs=1, new_submission=False)
+        if refusal:
+            raise OverAllowance(refusal)
         for benchmark in dict.fromkeys(job.benchmark for job in jobs):
             if not engine.benchmark_kind(benchmark) or benchmarks is not None and benchmark not in benchmarks:
                 continue
@@ -282,12 +293,16 @@ def _store_upload(submission: Submission, req: SubmissionRequest, suffix: str) -
 def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str = "",
               pid: int | None = None) -> EvaluationJob | None:
     """Mark a job running for this attempt. None when the message must be dropped: the job finished
-    (a redelivered message), or it was queued again under another task id (a message of a lost
-    attempt, queue.py). The attempt past SHELFMARK_JOB_MAX_ATTEMPTS fails the job instead: a job
-    whose process is killed every time (out of memory, say) must not loop for ever."""
+    (a redelivered message), it was queued again under another task id (a message of a lost attempt,
+    queue.py), or another process runs it now (a second copy of its message). A message of a running
+    job is taken only when the process that ran it is gone: redelivered after its pool process died.
+    The attempt past SHELFMARK_JOB_MAX_ATTEMPTS fails the job instead: a job whose process is killed
+    every time (out of memory, say) must not loop for ever."""
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related("submission").get(pk=job_id)
         if job.is_finished or (task_id and job.task_id and task_id != job.task_id):
+            return None
+        if job.status == EvaluationJob.Status.RUNNING and not _attempt_gone(job, worker, pid):
             return None
         if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
             job.status, job.finished_at = EvaluationJob.Status.FAILED, timezone.now()
@@ -357,13 +372,17 @@ def _stage_line(progress) -> str:
     return line
 
 
-def job_complete(job_id: int, evaluation, *, duration_s: float) -> EvaluationJob:
+def job_complete(job_id: int, evaluation, *, duration_s: float, task_id: str = "") -> EvaluationJob:
     """Record a finished evaluation: one registry Result per protocol it ran (the first is the job's
-    headline `result`), each with its interval in the metric's unit. A second call changes nothing."""
+    headline `result`), each with its interval in the metric's unit. A second call changes nothing, nor
+    does an attempt that no longer owns the job (`task_id`: it was queued again, or failed, meanwhile)."""
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related(
             "submission", "dataset__metric").get(pk=job_id)
         if job.result_id is not None or job.status in (EvaluationJob.Status.DONE, EvaluationJob.Status.CANCELLED):
+            return job
+        if task_id and (job.task_id != task_id or job.status != EvaluationJob.Status.RUNNING):
+            log.info("job %s: a stale attempt (task %s) finished; its result is dropped", job_id, task_id)
             return job
         submission = job.submission
         method = _submission_method(submission)
@@ -489,6 +508,32 @@ def job_note(job_id: int, line: str) -> None:
         if job is not None:
             job.log = _append(job.log, line)
             job.save(update_fields=["log", "updated_at"])
+
+
+def _attempt_gone(job: EvaluationJob, worker: str, pid: int | None) -> bool:
+    """Whether the running attempt of `job` is gone: its process was on this worker and has died, or its
+    heartbeat stopped two intervals ago (another machine's process)."""
+    if job.worker == worker and job.worker_pid and job.worker_pid != pid and not process_alive(job.worker_pid):
+        return True
+    stale = timezone.now() - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    beat = job.heartbeat_at or job.started_at
+    return beat is None or beat < stale
+
+
+def job_release(job_id: int, task_id: str, line: str) -> bool:
+    """Before our own retry of a running attempt (a transient error): the job is queued again under the
+    same task id, which the retry re-sends, and the attempt is given back (a retry continues it, it is
+    no new attempt). False when the attempt no longer owns the job."""
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(
+            pk=job_id, task_id=task_id, status=EvaluationJob.Status.RUNNING).first()
+        if job is None:
+            return False
+        job.status, job.stage, job.message = EvaluationJob.Status.QUEUED, "", line[:300]
+        job.attempts = max(job.attempts - 1, 0)
+        job.log = _append(job.log, line)
+        job.save()
+    return True
 
 
 # -- the submitter's and staff's actions ----------------------------------------------------------

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
+from leaderboard.body_limit import accepts_uploads
 from leaderboard.registry.models import HistoricalDownload
 
 from . import queue_selectors, selectors, services
@@ -19,6 +20,7 @@ from .validation import DuplicateSubmission, SubmissionRefused
 
 
 @csrf_exempt  # the upload handler must be set before the CSRF check reads the body; checked just below
+@accepts_uploads
 def submission_new(request):
     request.upload_handlers = [SizeLimitedUploadHandler(request)]
     return _submission_new(request)

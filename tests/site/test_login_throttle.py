@@ -103,3 +103,22 @@ def test_the_admins_log_in_is_limited_too(client, ada, settings, password_checks
     assert client.get("/admin/").status_code == 302, "not logged in"
     # The site's log-in counts the same failures.
     assert client.post(LOGIN, {"username": "ada", "password": PASSWORD}).status_code == 429
+
+
+def test_filling_the_page_cache_does_not_wipe_the_failure_counters(client, make_user, settings, monkeypatch):
+    # was: one cache for pages and counters; anonymous GETs with made-up query strings filled it and the
+    # random culling of a full cache deleted the counters with the pages
+    from django.core.cache import caches
+
+    cache = caches["default"]   # the object itself: monkeypatch must not go through django.core.cache.cache
+    assert caches["login-failures"] is not cache
+    settings.SHELFMARK_LOGIN_FAILURES_PER_USERNAME = 2
+    make_user("ada")
+    for _ in range(2):
+        client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    monkeypatch.setattr(cache, "_max_entries", 5)     # a tiny page cache, emptied whenever it is full
+    monkeypatch.setattr(cache, "_cull_frequency", 1)
+    for i in range(20):
+        cache.set(f"page:{i}", b"x")
+    answer = client.post("/accounts/login/", {"username": "ada", "password": "a-long-test-password"})
+    assert answer.status_code == 429

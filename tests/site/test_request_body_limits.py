@@ -4,6 +4,7 @@ a 3 GB body sent at it, and the web process's memory watched while it is refused
 Was: a 3 GB upload against the 2 GB limit was refused after 22 s while the web process grew from 763 MB to
 2.66 GB (Django drained the rest of the body line by line). Now leaderboard/body_limit.py answers 413 from
 Content-Length before reading, and cuts a chunked body off at the limit."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -58,12 +59,16 @@ def gunicorn(tmp_path):
     while not workers and time.monotonic() < deadline:
         workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         time.sleep(0.1)
-    # Warm up: the first request loads the middleware stack (and each thread's imports).
+    # Warm up: the first requests load the middleware stack and the URLconf (each thread's imports).
     for _ in range(3):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"POST /submissions/new/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % (2 * LIMIT))
-        assert b" 413 " in sock.recv(65536)
-        sock.close()
+        for warm in (b"POST /submissions/new/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % (2 * LIMIT),
+                     b"POST /accounts/login/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n" % (2 * 2**20) + b"\0" * (2 * 2**20) + b"\r\n0\r\n\r\n"):
+            sock = socket.create_connection(("127.0.0.1", port))
+            with contextlib.suppress(OSError):
+                sock.sendall(warm)
+            assert b" 413 " in sock.recv(65536)
+            sock.close()
     yield port, int(workers[0])
     process.terminate()
     process.wait(timeout=30)
@@ -144,3 +149,24 @@ def test_a_chunked_3_gb_body_is_cut_off_at_the_limit_with_memory_flat(gunicorn):
     assert status == "HTTP/1.1 413 Request Entity Too Large"
     assert sent < LIMIT + 512 * 2**20              # cut off near the limit, not drained to the end
     assert peak["rss"] - before < 30 * 2**20       # spooled to disk past 1 MiB, never held in memory
+
+
+def test_a_refusal_before_the_body_is_read_hangs_up_instead_of_draining_it(gunicorn):
+    # was: gunicorn drops the application's Connection: close and reads the rest of the body to keep the
+    # connection alive: the login redirect of an anonymous 15 MB upload (under the limit) read all 15 MB
+    port, worker = gunicorn
+    size = 15 * 1024 * 1024
+    head = (b"POST /submissions/new/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: %d\r\n\r\n" % size)
+    status, elapsed, sent = send_body(port, head, zeros(size), {}, worker)
+    assert status == "HTTP/1.1 302 Found"           # to the log-in page, the upload unread
+    assert sent < size // 2
+
+
+def test_a_chunked_body_to_an_address_that_takes_no_upload_is_cut_off_at_a_mebibyte(gunicorn):
+    port, worker = gunicorn
+    head = (b"POST /accounts/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    status, elapsed, sent = send_body(port, head, chunked(3 * GB), {}, worker)
+    assert status == "HTTP/1.1 413 Request Entity Too Large"
+    assert sent < LIMIT              # cut off at 1 MiB, long before the upload limit

@@ -63,7 +63,7 @@ def test_after_the_last_attempt_a_lost_job_fails_with_a_message_saying_why(submi
     # a job whose pool process is killed each time (out of memory) is redelivered by Celery itself:
     # the attempt past the last is refused too
     other = _running(EvaluationJob.objects.create(submission=submission, benchmark="digits", dataset=job.dataset,
-                                                  task_id="t"), heartbeat_age_s=1, attempts=3)
+                                                  task_id="t"), heartbeat_age_s=30, attempts=3)  # its process gone
     assert job_begin(other.pk, task_id="t") is None
     other.refresh_from_db()
     assert other.status == "failed" and "stopped 3 times without finishing" in other.error
@@ -272,6 +272,61 @@ def test_the_same_form_sent_twice_makes_one_submission(client, make_user, digits
     assert Submission.objects.count() == 2
 
 
+def test_a_resubmission_with_other_protocols_or_after_a_failure_is_a_new_submission(client, make_user, digits,
+                                                                                   tmp_path):
+    client.force_login(make_user("ada"))
+    content = digits_features(tmp_path / "f.npz").read_bytes()
+    features_post(client, content, protocols=["svm"])
+    features_post(client, content, protocols=["svm", "knn"])      # other protocols: wanted, not a repeat
+    assert Submission.objects.count() == 2
+    features_post(client, content, protocols=["knn", "svm"])      # the same, in another order: a repeat
+    assert Submission.objects.count() == 2
+    EvaluationJob.objects.update(status="failed")
+    features_post(client, content, protocols=["svm"])             # trying again after a failure
+    assert Submission.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_a_form_at_once_make_one_submission(make_user, digits, tmp_path):
+    """A double click: two requests at once, each checked under the owner's row lock, one after the other."""
+    import threading
+
+    from django.db import connection
+
+    owner = make_user("ada")
+    files = [digits_features(tmp_path / f"f{i}.npz") for i in range(2)]   # the same bytes, two uploads
+    start, outcomes = threading.Barrier(2), []
+
+    def submit(path):
+        try:
+            start.wait()
+            submission_create(SubmissionRequest(owner=owner, model_name="Twice", source="features",
+                                                benchmarks=["digits"], upload=path, keep_upload=True, dedupe=True))
+            outcomes.append("created")
+        except services.DuplicateSubmission:
+            outcomes.append("duplicate")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(path,)) for path in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(outcomes) == ["created", "duplicate"] and Submission.objects.count() == 1
+
+
+def test_protocols_added_to_a_submission_count_towards_the_jobs_at_once(submission, settings):
+    settings.SHELFMARK_JOBS_AT_ONCE = 1               # its one job is queued: no room for another
+    with pytest.raises(services.SubmissionRefused, match="at most 1 may wait at once"):
+        services.submission_add_protocols(submission, ["knn"])
+    submission.owner.is_staff = True
+    submission.owner.save()
+    EvaluationJob.objects.filter(submission=submission).update(status="done")
+    settings.SHELFMARK_JOBS_AT_ONCE = 0
+    assert services.submission_add_protocols(submission, ["knn"])
+
+
 # ---- bodies refused unread, re-runs -------------------------------------------------------------
 
 def test_a_body_over_the_limit_is_refused_from_its_headers(client, make_user, settings, monkeypatch):
@@ -338,3 +393,77 @@ def _superuser(make_user):
     user.is_superuser = True
     user.save()
     return user
+
+
+# ---- one copy of a job at a time ----------------------------------------------------------------
+
+def test_senders_at_once_send_a_job_once(submission, celery_app, settings):
+    # was: every sender (the web's commit hook, beat, each worker's timer) sent what it found unsent
+    job = submission.jobs.get()
+    EvaluationJob.objects.filter(pk=job.pk).update(queue="send-once", sent_at=None)
+    try:
+        assert queue.job_send(job.pk) is True
+        assert queue.job_send(job.pk) is False          # claimed already: not sent again
+        assert queue.jobs_requeue_pending() == (0, 0)
+        with celery_app.connection_for_write() as broker:
+            assert broker.default_channel.client.llen("send-once") == 1
+    finally:
+        with celery_app.connection_for_write() as broker:
+            broker.default_channel.queue_purge("send-once")
+
+
+def test_a_second_copy_of_a_running_jobs_message_is_dropped_unless_its_process_is_gone(submission, settings):
+    import subprocess
+    import sys
+
+    settings.SHELFMARK_HEARTBEAT_INTERVAL_S = 10
+    job = submission.jobs.get()
+    first = job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid())
+    assert first.attempts == 1
+    # a duplicate delivery while this process runs it, here or elsewhere: dropped
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid() + 1) is None
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@elsewhere", pid=1234) is None
+    # redelivered after its pool process died (acks_late): taken, as the next attempt
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    EvaluationJob.objects.filter(pk=job.pk).update(worker_pid=dead.pid)
+    again = job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid())
+    assert again.attempts == 2
+    # from another machine: taken once its heartbeat is two intervals old
+    EvaluationJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=21))
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@elsewhere", pid=1234).attempts == 3
+
+
+def test_a_retry_after_a_transient_error_continues_the_attempt(submission, settings):
+    job = submission.jobs.get()
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid()).attempts == 1
+    assert services.job_release(job.pk, job.task_id, "transient error, retrying: database away") is True
+    released = EvaluationJob.objects.get(pk=job.pk)
+    assert released.status == "queued" and released.attempts == 0
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid()).attempts == 1
+    assert services.job_release(job.pk, "another-task", "retrying") is False   # not this attempt's job
+
+
+def test_a_stale_attempt_that_finishes_late_records_nothing(submission):
+    from workers.contract import EvaluationResult
+
+    job = submission.jobs.get()
+    job_begin(job.pk, task_id=job.task_id, worker="celery@box", pid=os.getpid())
+    entry = {"name": "svm", "title": "svm", "version": "shelfmark-protocols/1.0", "metric": "mean_class_accuracy",
+             "score": 0.9, "per_class": {}, "settings": {"protocol": "svm"}, "artifacts": {}}
+    late = EvaluationResult(benchmark="digits", metric="mean_class_accuracy", score=0.9, protocols=[entry],
+                            provenance={"git_commit": "abc", "model": {}})
+    services.job_complete(job.pk, late, duration_s=1.0, task_id="the-lost-attempts-task")
+    job.refresh_from_db()
+    assert job.status == "running" and job.result_id is None and not job.job_results.exists()
+
+
+def test_a_running_jobs_heartbeat_keeps_its_worker_listed(submission, settings):
+    # a solo-pool worker runs the job on the loop that would report it: the heartbeat reports it instead
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Worker.objects.create(name="celery@gpu", queues=["gpu"], hardware="GPU", gpu=True, started_at=long_ago,
+                          seen_at=long_ago)
+    job = submission.jobs.get()
+    job_begin(job.pk, task_id=job.task_id, worker="celery@gpu", pid=os.getpid())
+    assert queue.JobHeartbeat(job.pk, job.task_id, worker="celery@gpu").beat() is True
+    assert [w.name for w in queue_selectors.online_workers()] == ["celery@gpu"]

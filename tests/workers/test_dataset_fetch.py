@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import threading
@@ -20,30 +21,37 @@ from workers.datasets import installed
 from workers.datasets import download as download_module
 from workers.datasets.archives import ArchiveBroken, ArchiveRefused, extract
 from workers.datasets.base import DatasetError
-from workers.datasets.download import Progress, download
+from workers.datasets.download import DEFAULT_MAX_BYTES, DownloadTooLarge, Progress, download, origin_file
 from workers.datasets.fetch import ChecksumMismatch, fetch
 from workers.datasets.sources import DIGEST_LENGTHS, SOURCES_FILE, load_sources, parse_mirrors, parse_table
 
 
 class ArchiveServer:
-    """Serves `files` over HTTP with Range; records each request's Range header; can drop a
-    connection after N bytes (once per file) or ignore Range altogether."""
+    """Serves `files` over HTTP with Range; records each request's Range (and If-Range) header; can
+    drop a connection after N bytes (once per file), ignore Range altogether, send validators
+    (ETag / Last-Modified, honouring If-Range unless told not to), or leave Content-Length out."""
 
     def __init__(self, files: dict[str, bytes]):
         self.files, self.requests, self.drop_after, self.ignore_range = files, [], {}, False
+        self.validators: dict[str, dict[str, str]] = {}
+        self.if_ranges, self.ignore_if_range, self.no_length, self.sent = [], False, set(), {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 name = self.path.lstrip("/")
                 server.requests.append((name, self.headers.get("Range")))
+                server.if_ranges.append(self.headers.get("If-Range"))
                 body = server.files.get(name)
                 if body is None:
                     self.send_error(404)
                     return
+                validators = server.validators.get(name, {})
+                if_range = self.headers.get("If-Range")
+                changed = bool(if_range) and if_range not in validators.values() and not server.ignore_if_range
                 start = 0
                 asked = re.match(r"^bytes=(\d+)-$", self.headers.get("Range") or "")
-                if asked and not server.ignore_range:
+                if asked and not server.ignore_range and not changed:
                     start = int(asked.group(1))
                     if start >= len(body):
                         self.send_response(416)
@@ -54,10 +62,20 @@ class ArchiveServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(body) - start))
+                for header, value in validators.items():
+                    self.send_header(header, value)
+                if name not in server.no_length:
+                    self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 cut = server.drop_after.pop(name, None)
-                self.wfile.write(body[start:] if cut is None else body[start:start + cut])
+                data = memoryview(body[start:] if cut is None else body[start:start + cut])
+                server.sent[name] = 0
+                try:
+                    for at in range(0, len(data), 1 << 16):
+                        self.wfile.write(data[at:at + (1 << 16)])
+                        server.sent[name] += len(data[at:at + (1 << 16)])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass          # the client hung up (a download it refused)
                 self.close_connection = True
 
             def log_message(self, *args):
@@ -120,6 +138,12 @@ def source_table(path: Path, server: ArchiveServer, benchmark: str, files: dict[
                          "checksum_source": "computed by the test from the replica", **extra.get(name, {})})
     path.write_text(json.dumps({"benchmarks": {benchmark: {"page": server.url, "archives": archives}}}))
     return path
+
+
+def _part_from(part: Path, url: str, data: bytes) -> None:
+    """A part file as a dropped run from `url` leaves it: its bytes and the record of where they came from."""
+    part.write_bytes(data)
+    origin_file(part).write_text(json.dumps({"url": url}))
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -228,7 +252,7 @@ def test_a_server_that_ignores_range_is_downloaded_again(tmp_path, serve):
     summary = fetch("flowers102", tmp_path / "flowers102", sources_file=table, say=said.append, retries=0)
 
     assert summary["images"] == images
-    assert any("ignored the Range request" in line for line in said)
+    assert any("sent the whole file, not the rest (it ignores Range" in line for line in said)
 
 
 def test_one_archive_dropped_halfway_and_one_corrupt(tmp_path, serve, monkeypatch):
@@ -269,7 +293,7 @@ def test_a_server_ignoring_range_gets_a_clean_restart_not_appended_bytes(tmp_pat
     server = serve({"a.bin": body})
     server.ignore_range = True
     part = tmp_path / "a.bin.part"
-    part.write_bytes(body[:1000])       # a dropped run's prefix
+    _part_from(part, f"{server.url}/a.bin", body[:1000])       # a dropped run's prefix
 
     done = download(f"{server.url}/a.bin", part, label="a.bin", stream=io.StringIO())
 
@@ -432,12 +456,223 @@ def test_a_part_file_already_whole_is_finished_without_downloading_again(tmp_pat
     root = tmp_path / "flowers102"
     part = root / installed.DOWNLOADS / "102flowers.tgz.part"
     part.parent.mkdir(parents=True)
-    part.write_bytes(files["102flowers.tgz"])     # a run stopped between the last byte and the rename
+    _part_from(part, f"{server.url}/102flowers.tgz", files["102flowers.tgz"])   # stopped before the rename
 
     summary = fetch("flowers102", root, sources_file=table, say=lambda line: None)
 
     assert summary["images"] == images
     assert ("102flowers.tgz", f"bytes={len(files['102flowers.tgz'])}-") in server.requests
+
+
+# ---- downloads: bounded, and resumed only from where the bytes came from ---------------------------
+
+MiB = 2**20
+
+
+def test_a_server_sending_more_than_the_recorded_size_is_cut_off_and_nothing_is_kept(tmp_path, serve):
+    server = serve({"big.bin": bytes(64 * MiB)})
+    server.no_length.add("big.bin")          # nothing announced: only counting the bytes catches it
+    part = tmp_path / "big.bin.part"
+
+    with pytest.raises(DownloadTooLarge, match=r"sent more than the 1048576 bytes recorded.*nothing of it was kept"):
+        download(f"{server.url}/big.bin", part, label="big.bin", expected_size=MiB, stream=io.StringIO())
+
+    assert not part.exists() and not origin_file(part).exists()
+    assert server.sent["big.bin"] < 32 * MiB        # it stopped reading at the bound, not at the end
+
+
+@pytest.mark.parametrize("recorded, bound, length, resume, why", [
+    (MiB, DEFAULT_MAX_BYTES, True, False, r"says the file is 2097152 bytes where 1048576 are recorded"),
+    (MiB, DEFAULT_MAX_BYTES, True, True, r"says the file is 2097152 bytes where 1048576 are recorded"),  # 206
+    (None, MiB, True, False, r"says the file is 2\.0 MiB, past the 1\.0 MiB bound .*--max-download-gb"),
+    (None, MiB, False, False, r"sent more, past the 1\.0 MiB bound .*--max-download-gb"),
+])
+def test_a_download_larger_than_it_can_be_is_refused(tmp_path, serve, recorded, bound, length, resume, why):
+    server = serve({"big.bin": bytes(2 * MiB)})
+    if not length:
+        server.no_length.add("big.bin")
+    part = tmp_path / "big.bin.part"
+    if resume:
+        _part_from(part, f"{server.url}/big.bin", bytes(1000))
+
+    with pytest.raises(DownloadTooLarge, match=why):
+        download(f"{server.url}/big.bin", part, label="big.bin", expected_size=recorded, max_bytes=bound,
+                 stream=io.StringIO())
+
+    assert not part.exists() and not origin_file(part).exists()
+    assert server.requests == [("big.bin", "bytes=1000-" if resume else None)]
+
+
+def test_an_oversized_mirror_is_refused_and_the_next_one_serves_the_file(tmp_path, serve, monkeypatch):
+    files, images = flowers_files(tmp_path)
+    server = serve({**files, "bad/102flowers.tgz": files["102flowers.tgz"] + bytes(MiB)})
+    server.no_length.add("bad/102flowers.tgz")
+    table = source_table(tmp_path / "sources.json", server, "flowers102", files,
+                         **{"102flowers.tgz": {"url": f"{server.url}/bad/102flowers.tgz",
+                                               "mirrors": [f"{server.url}/102flowers.tgz"]}})
+    said = []
+
+    summary = fetch("flowers102", tmp_path / "flowers102", sources_file=table, say=said.append)
+
+    assert summary["images"] == images
+    assert any("bad/102flowers.tgz sent more than the" in line for line in said)
+    assert [name for name, _ in server.requests][:2] == ["bad/102flowers.tgz", "102flowers.tgz"]
+
+
+def test_max_download_gb_is_the_bound_fetch_gets(monkeypatch):
+    from workers import cli, cli_datasets
+
+    got = {}
+    monkeypatch.setattr("workers.datasets.fetch.fetch", lambda *args, **options: got.update(options) or {})
+    parser = cli.build_parser()
+    for argv, bound in ([], DEFAULT_MAX_BYTES), (["--max-download-gb", "0.5"], MiB * 512):
+        args = parser.parse_args(["datasets", "fetch", "flowers102", "/tmp/x", *argv])
+        args.func(args)
+        assert got["max_download_bytes"] == bound
+    assert cli_datasets.DEFAULT_MAX_GB * 2**30 == DEFAULT_MAX_BYTES
+    with pytest.raises(SystemExit):
+        parser.parse_args(["datasets", "fetch", "flowers102", "/tmp/x", "--max-download-gb", "0"])
+
+
+def test_a_part_file_from_another_url_is_started_again_not_resumed(tmp_path, serve):
+    files, images = flowers_files(tmp_path)
+    server = serve({**files, "mirror/102flowers.tgz": files["102flowers.tgz"]})
+    half = len(files["102flowers.tgz"]) // 2
+    server.drop_after["102flowers.tgz"] = half
+    table = source_table(tmp_path / "sources.json", server, "flowers102", files,
+                         **{"102flowers.tgz": {"mirrors": [f"{server.url}/mirror/102flowers.tgz"]}})
+    root = tmp_path / "flowers102"
+    said = []
+    with pytest.raises(DatasetError, match="connection dropped"):
+        fetch("flowers102", root, sources_file=table, say=said.append, retries=0)
+    del server.files["102flowers.tgz"]          # the official host is gone: the mirror serves it
+
+    summary = fetch("flowers102", root, sources_file=table, say=said.append, retries=0)
+
+    assert summary["images"] == images
+    tgz = [(name, asked) for name, asked in server.requests if name.endswith("102flowers.tgz")]
+    assert tgz == [("102flowers.tgz", None), ("102flowers.tgz", f"bytes={half}-"), ("mirror/102flowers.tgz", None)]
+    assert any("came from another URL" in line and "starting again" in line for line in said)
+    assert _leftovers(root / installed.DOWNLOADS) == []     # no part file, no record of one
+
+
+@pytest.mark.parametrize("validator, ignores_if_range", [("ETag", False), ("ETag", True), ("Last-Modified", False)])
+def test_a_file_changed_since_its_part_was_downloaded_is_started_again(tmp_path, serve, validator, ignores_if_range):
+    old, new = bytes(range(256)) * 64, bytes(reversed(range(256))) * 64
+    first, second = ('"v1"', '"v2"') if validator == "ETag" else ("Mon, 01 Jan 2024 00:00:00 GMT",
+                                                                  "Tue, 02 Jan 2024 00:00:00 GMT")
+    server = serve({"a.bin": old})
+    server.validators["a.bin"] = {validator: first}
+    server.drop_after["a.bin"] = 1000
+    part = tmp_path / "a.bin.part"
+    with pytest.raises(DatasetError, match="connection dropped"):
+        download(f"{server.url}/a.bin", part, label="a.bin", stream=io.StringIO())
+    server.files["a.bin"], server.validators["a.bin"] = new, {validator: second}      # the file changed
+    server.ignore_if_range = ignores_if_range     # then it answers 206, but with the new ETag
+
+    done = download(f"{server.url}/a.bin", part, label="a.bin", stream=io.StringIO())
+
+    assert server.requests[1] == ("a.bin", "bytes=1000-") and server.if_ranges[1] == first
+    assert done.restarted and done.resumed_from == 0
+    assert part.read_bytes() == new and done.digests["sha256"] == hashlib.sha256(new).hexdigest()
+    assert json.loads(origin_file(part).read_text())[validator.lower().replace("-", "_")] == second
+
+
+# ---- moving the extraction into ROOT ---------------------------------------------------------------
+
+def _tree(root: Path) -> dict[str, object]:
+    """What ROOT holds, links not followed: each path's kind and content (or link target); not the downloads."""
+    tree = {}
+    for folder, names, files in os.walk(root):
+        for name in names + files:
+            path = Path(folder, name)
+            shown = path.relative_to(root).as_posix()
+            if shown.split("/")[0] == installed.DOWNLOADS:
+                continue
+            tree[shown] = (("link", os.readlink(path)) if path.is_symlink() else ("folder",) if path.is_dir()
+                           else ("file", path.read_bytes()))
+    return tree
+
+
+def _clash_setup(case: str, root: Path, outside: Path) -> list[str]:
+    """Put one of the clashes in ROOT (and beside it, a link's target); returns the paths the refusal names."""
+    root.mkdir(parents=True)
+    (outside / "jpg").mkdir(parents=True)
+    (outside / "jpg" / "mine.jpg").write_bytes(b"the user's")
+    (outside / "setid.mat").write_bytes(b"the user's")
+    (root / "notes.txt").write_text("the user's")
+    named = []
+    if case in ("folder where a file goes", "several"):
+        (root / "imagelabels.mat").mkdir()
+        (root / "imagelabels.mat" / "labels-v2.txt").write_text("the user's")
+        named.append("imagelabels.mat is a folder in ROOT")
+    if case in ("link to a folder", "several"):
+        (root / "jpg").symlink_to(outside / "jpg")
+        named.append("jpg is a symbolic link")
+    if case == "link to a file":
+        (root / "setid.mat").symlink_to(outside / "setid.mat")
+        named.append("setid.mat is a symbolic link")
+    if case in ("file that differs", "several"):
+        (root / "setid.mat").write_bytes(b"the user's own split")
+        named.append("setid.mat in ROOT differs")
+    return named
+
+
+@pytest.mark.parametrize("case, force", [(case, force) for case in ("folder where a file goes", "link to a folder",
+                                                                    "link to a file", "file that differs", "several")
+                                         for force in (False, True) if not (force and case == "file that differs")])
+def test_a_clash_in_root_refuses_the_move_and_changes_nothing(tmp_path, serve, case, force):
+    """A file that differs is replaced with --force (the next test); the other clashes are refused even then."""
+    files, _ = flowers_files(tmp_path)
+    server = serve(files)
+    table = source_table(tmp_path / "sources.json", server, "flowers102", files)
+    root, outside = tmp_path / "flowers102", tmp_path / "elsewhere"
+    named = _clash_setup(case, root, outside)
+    if force and case == "several":
+        named.remove("setid.mat in ROOT differs")
+    before, beside = _tree(root), _tree(outside)
+
+    with pytest.raises(DatasetError, match="clash") as refused:
+        fetch("flowers102", root, sources_file=table, force=force, say=lambda line: None)
+
+    assert all(clash in str(refused.value) for clash in named), str(refused.value)
+    assert "Nothing was moved" in str(refused.value)
+    assert _tree(root) == before and _tree(outside) == beside
+    assert sorted((root / installed.DOWNLOADS).iterdir()) != []      # the verified downloads wait for the rerun
+
+
+def test_an_archive_member_named_like_fetchs_own_files_is_refused(tmp_path, serve):
+    files, _ = flowers_files(tmp_path)
+    replica = make_flowers102(tmp_path / "again")
+    files["102flowers.tgz"] = _tgz({"jpg": replica.root / "jpg", installed.RECORD: b'{"benchmarks": {}}'})
+    server = serve(files)
+    table = source_table(tmp_path / "sources.json", server, "flowers102", files)
+    root = tmp_path / "flowers102"
+
+    with pytest.raises(DatasetError, match=rf"{re.escape(installed.RECORD)} is a name fetch keeps for itself"):
+        fetch("flowers102", root, sources_file=table, say=lambda line: None)
+
+    assert _leftovers(root) == [installed.DOWNLOADS]
+
+
+def test_force_replaces_only_the_files_the_archives_provide(tmp_path, serve):
+    files, images = flowers_files(tmp_path)
+    server = serve(files)
+    table = source_table(tmp_path / "sources.json", server, "flowers102", files)
+    root = tmp_path / "flowers102"
+    (root / "jpg").mkdir(parents=True)
+    (root / "jpg" / "mine.txt").write_text("the user's")
+    (root / "notes.txt").write_text("the user's")
+    (root / "setid.mat").write_bytes(b"the user's own split")
+    (root / "imagelabels.mat").write_bytes(files["imagelabels.mat"])     # the same bytes: left as it is
+    said = []
+
+    summary = fetch("flowers102", root, sources_file=table, force=True, say=said.append)
+
+    assert summary["images"] == images
+    assert (root / "setid.mat").read_bytes() == files["setid.mat"]
+    assert (root / "jpg" / "mine.txt").read_text() == "the user's" and (root / "notes.txt").read_text() == "the user's"
+    assert any("1 file(s) that differed replaced, --force" in line for line in said)
 
 
 # ---- archives as untrusted input ------------------------------------------------------------------

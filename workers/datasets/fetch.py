@@ -1,20 +1,25 @@
 """`python -m workers datasets fetch NAME ROOT`: download, verify, extract, check.
 
 1. Each archive in the benchmark's source (sources.json) is downloaded into ROOT/.shelfmark-downloads/,
-   resumed from `NAME.part` (download.py), and its size and every recorded checksum are verified. A
-   wrong checksum deletes the download; a short one stays as `.part` for the next run. Where nobody
-   recorded a checksum, the sha256 computed here is recorded and the copy is reported unverified.
+   resumed from `NAME.part` when it came from the same URL (download.py), and its size and every
+   recorded checksum are verified. A wrong checksum deletes the download; a short one stays as `.part`
+   for the next run; a server sending more than the recorded size is cut off. Where nobody recorded a
+   checksum, the sha256 computed here is recorded and the copy is reported unverified.
 2. All archives are extracted into ROOT/.fetch-NAME.tmp (archives.py: untrusted input), the reader
-   checks that folder, and only then are its entries moved into ROOT. Any failure removes the
-   folder: nothing half-extracted is left where a reader would find it.
+   checks that folder, and only then are its entries moved into ROOT: every clash with what ROOT
+   holds (a link, a file where a folder goes, a file that differs) is found before anything moves,
+   and refuses the move with ROOT unchanged. Any failure removes the folder: nothing half-extracted
+   is left where a reader would find it.
 3. The check of `datasets check` runs on ROOT and its counts go into ROOT's record (installed.py).
 """
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import hashlib
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +29,20 @@ from typing import Any, TextIO
 from workers.datasets import installed
 from workers.datasets.archives import ArchiveBroken, ArchiveRefused, extract, extract_member
 from workers.datasets.base import DatasetError
-from workers.datasets.download import DownloadInterrupted, DownloadUnreachable, download, human_bytes
+from workers.datasets.download import (
+    DEFAULT_MAX_BYTES,
+    DownloadInterrupted,
+    DownloadTooLarge,
+    DownloadUnreachable,
+    discard,
+    download,
+    human_bytes,
+    resumable_bytes,
+)
 from workers.datasets.sources import Archive, Source, source_for, unpack_kind, with_mirrors
 
 EXTRACT_FACTOR, EXTRACT_SLACK = 4, 256 * 2**20     # an archive may unpack to 4x its size + 256 MiB
+SHOWN_CLASHES = 10
 
 
 class ChecksumMismatch(DatasetError):
@@ -81,7 +96,7 @@ def verify(label: str, path: Path, size: int, digests: dict[str, str], *, expect
     return sorted(expected)
 
 
-def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, timeout: float,
+def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, timeout: float, max_download_bytes: int,
             say: Callable[[str], None], stream: TextIO | None) -> Obtained:
     """The archive, downloaded (or kept from an earlier run) and verified."""
     target, part = downloads / archive.name, downloads / f"{archive.name}.part"
@@ -96,17 +111,26 @@ def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, time
         else:
             say(f"{label}: using the download kept from an earlier run ({human_bytes(size)})")
             return Obtained(archive, target, "(kept)", size, digests, verified)
-    unreachable = []
+    failed = []
     for url in archive.urls:
         for attempt in range(retries + 1):
-            if part.is_file() and part.stat().st_size:
-                say(f"{label}: resuming from {url}, {human_bytes(part.stat().st_size)} already in {part.name}")
+            kept, there = resumable_bytes(part, url), part.stat().st_size if part.is_file() else 0
+            if kept:
+                say(f"{label}: resuming from {url}, {human_bytes(kept)} already in {part.name}")
+            elif there:
+                say(f"{label}: downloading {url} (the {human_bytes(there)} in {part.name} came from another URL, "
+                    "or cannot be resumed from this one: starting again)")
             else:
                 say(f"{label}: downloading {url}")
             try:
-                done = download(url, part, label=label, expected_size=archive.size, timeout=timeout, stream=stream)
+                done = download(url, part, label=label, expected_size=archive.size, max_bytes=max_download_bytes,
+                                timeout=timeout, stream=stream)
             except DownloadUnreachable as exc:
-                unreachable.append(str(exc))
+                failed.append(str(exc))
+                break
+            except DownloadTooLarge as exc:
+                say(str(exc))
+                failed.append(_first_clause(exc))
                 break
             except DownloadInterrupted as exc:
                 if attempt == retries:
@@ -115,12 +139,18 @@ def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, time
                 time.sleep(min(2 ** attempt, 30))
                 continue
             if done.restarted:
-                say(f"{label}: the server ignored the Range request, so the download started again from the start")
-            verified = verify(label, part, done.size, done.digests, **check)
+                say(f"{label}: the server sent the whole file, not the rest (it ignores Range, or the file changed "
+                    "since the part was downloaded), so the download started again from the start")
+            try:
+                verified = verify(label, part, done.size, done.digests, **check)
+            except ChecksumMismatch:
+                discard(part)
+                raise
             os.replace(part, target)
+            discard(part)      # the record of where the part came from
             return Obtained(archive, target, url, done.size, done.digests, verified)
-    tried = "; ".join(unreachable) or "no URL is recorded"
-    raise DatasetError(f"{label}: no URL answered ({tried}); give one that serves the file with "
+    tried = "; ".join(failed) or "no URL is recorded"
+    raise DatasetError(f"{label}: no URL served the file ({tried}); give one that does with "
                        f"--mirror {archive.name}=URL")
 
 
@@ -164,25 +194,67 @@ def _first_clause(exc: Exception) -> str:
     return text.split(". ", 1)[0].split("; ", 1)[0].split(": ", 1)[-1]
 
 
-def _merge(source: Path, final: Path) -> None:
-    """Move `source` to `final`; folders that exist on both sides are merged, files replaced."""
-    if source.is_dir() and final.is_dir() and not final.is_symlink():
-        for child in list(source.iterdir()):
-            _merge(child, final / child.name)
-        source.rmdir()
-        return
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    os.replace(source, final)
+def _plan_merge(staging: Path, root: Path, force: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """The moves that put `staging`'s entries into ROOT, and every clash with what ROOT holds, found
+    before anything moves. A link in ROOT is never followed or replaced, a folder never replaced by a
+    file; a file that differs is replaced only with --force (identical ones are left as they are)."""
+    moves, clashes = [], []
 
+    def visit(source: Path, final: Path, shown: str) -> None:
+        try:
+            mode = os.lstat(final).st_mode
+        except FileNotFoundError:
+            moves.append((source, final))
+            return
+        is_dir = source.is_dir()     # the staged entries are files and folders only (archives.py)
+        if stat.S_ISLNK(mode):
+            clashes.append(f"{shown} is a symbolic link in ROOT (links there are never followed or replaced)")
+        elif stat.S_ISDIR(mode) and is_dir:
+            for child in sorted(source.iterdir()):
+                visit(child, final / child.name, f"{shown}/{child.name}")
+        elif stat.S_ISDIR(mode):
+            clashes.append(f"{shown} is a folder in ROOT where the archive has a file")
+        elif not stat.S_ISREG(mode):
+            clashes.append(f"{shown} is a device, FIFO or socket in ROOT")
+        elif is_dir or not filecmp.cmp(source, final, shallow=False):
+            if force:
+                moves.append((source, final))      # a file the archive provides: --force replaces it
+            elif is_dir:
+                clashes.append(f"{shown} is a file in ROOT where the archive has a folder (--force replaces it)")
+            else:
+                clashes.append(f"{shown} in ROOT differs from the archive's (--force replaces it)")
 
-def _move_into_place(staging: Path, root: Path) -> list[str]:
-    placed = []
+    reserved = {installed.RECORD, installed.DOWNLOADS}
     for entry in sorted(staging.iterdir()):
-        final = root / entry.name
-        _merge(entry, final)
-        placed.append(entry.name + ("/" if final.is_dir() else ""))
-    return placed
+        if entry.name in reserved or entry.name.startswith(".fetch-"):
+            clashes.append(f"{entry.name} is a name fetch keeps for itself in ROOT")
+        else:
+            visit(entry, root / entry.name, entry.name)
+    for folder in sorted({final.parent for _, final in moves}):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            clashes.append(f"{folder.relative_to(root).as_posix() if folder != root else '.'} is not writable")
+    return moves, clashes
+
+
+def _move_into_place(benchmark: str, staging: Path, root: Path, force: bool) -> tuple[list[str], int]:
+    """Move the checked extraction into ROOT: all of it, or (on any clash) nothing. Returns the top
+    entries placed and how many files --force replaced."""
+    moves, clashes = _plan_merge(staging, root, force)
+    if clashes:
+        more = f"; and {len(clashes) - SHOWN_CLASHES} more" if len(clashes) > SHOWN_CLASHES else ""
+        raise DatasetError(
+            f"{benchmark}: the archives clash with what {root} holds: {'; '.join(clashes[:SHOWN_CLASHES])}{more}. "
+            f"Nothing was moved into {root}; move those aside (--force replaces only the files marked so) and run "
+            f"again: the downloads are kept in {root / installed.DOWNLOADS}")
+    placed = [entry.name + ("/" if entry.is_dir() else "") for entry in sorted(staging.iterdir())]
+    replaced = 0
+    for source, final in moves:
+        if os.path.lexists(final):
+            replaced += 1
+            if source.is_dir():
+                final.unlink()       # --force: a file where the archive has a folder
+        os.replace(source, final)
+    return placed, replaced
 
 
 def _unavailable(source: Source, benchmark: str, root: Path) -> None:
@@ -197,8 +269,8 @@ def _unavailable(source: Source, benchmark: str, root: Path) -> None:
 
 def fetch(benchmark: str, root: Path, *, mirrors: dict[str, str] | None = None, sources_file: Path | None = None,
           keep_archives: bool = False, force: bool = False, retries: int = 2, timeout: float = 60.0,
-          max_extract_bytes: int | None = None, say: Callable[[str], None] = print,
-          stream: TextIO | None = None) -> dict[str, Any]:
+          max_extract_bytes: int | None = None, max_download_bytes: int = DEFAULT_MAX_BYTES,
+          say: Callable[[str], None] = print, stream: TextIO | None = None) -> dict[str, Any]:
     """Download, verify and extract `benchmark`'s official archives into ROOT; returns the check's counts."""
     from workers.benchmarks import get_benchmark, official_benchmark
 
@@ -225,20 +297,22 @@ def fetch(benchmark: str, root: Path, *, mirrors: dict[str, str] | None = None, 
     say(f"{benchmark}: {len(source.archives)} file(s) from {source.page or 'the recorded URLs'}")
     downloads = root / installed.DOWNLOADS
     try:
-        return _fetch_into(benchmark, root, source, downloads, keep_archives=keep_archives, retries=retries,
-                           timeout=timeout, max_extract_bytes=max_extract_bytes, say=say, stream=stream)
+        return _fetch_into(benchmark, root, source, downloads, keep_archives=keep_archives, force=force,
+                           retries=retries, timeout=timeout, max_extract_bytes=max_extract_bytes,
+                           max_download_bytes=max_download_bytes, say=say, stream=stream)
     finally:
         with contextlib.suppress(OSError):
             downloads.rmdir()     # only when empty: a kept download or part file stays for the next run
 
 
-def _fetch_into(benchmark: str, root: Path, source: Source, downloads: Path, *, keep_archives: bool, retries: int,
-                timeout: float, max_extract_bytes: int | None, say: Callable[[str], None],
-                stream: TextIO | None) -> dict[str, Any]:
+def _fetch_into(benchmark: str, root: Path, source: Source, downloads: Path, *, keep_archives: bool, force: bool,
+                retries: int, timeout: float, max_extract_bytes: int | None, max_download_bytes: int,
+                say: Callable[[str], None], stream: TextIO | None) -> dict[str, Any]:
     obtained = []
     for archive in source.archives:
         label = f"{benchmark}/{archive.name}"
-        item = _obtain(archive, downloads, label, retries=retries, timeout=timeout, say=say, stream=stream)
+        item = _obtain(archive, downloads, label, retries=retries, timeout=timeout,
+                       max_download_bytes=max_download_bytes, say=say, stream=stream)
         if item.verified:
             say(f"{label}: {human_bytes(item.size)}, {' and '.join(item.verified)} verified "
                 f"(recorded by {archive.checksum_source})")
@@ -261,10 +335,11 @@ def _fetch_into(benchmark: str, root: Path, source: Source, downloads: Path, *, 
         except DatasetError as exc:
             raise DatasetError(f"{benchmark}: the archives extracted but do not hold the layout the reader expects "
                                f"({exc}); nothing was moved into {root}") from None
-        placed = _move_into_place(staging, root)
+        placed, replaced = _move_into_place(benchmark, staging, root, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    say(f"{benchmark}: in place in {root}: {', '.join(placed)}")
+    also = f" ({replaced} file(s) that differed replaced, --force)" if replaced else ""
+    say(f"{benchmark}: in place in {root}: {', '.join(placed)}{also}")
     summary = installed.check_copy(benchmark, root)
     installed.update_record(root, benchmark, fetched_at=installed.now(), archives=[item.record() for item in obtained],
                             verified=all(item.archive.verifiable for item in obtained),
