@@ -325,11 +325,15 @@ def test_beat_sends_the_requeue_task_on_its_schedule(redis_url, tmp_path):
     broker.flushdb()
     env = {**os.environ, "REDIS_URL": own_db, "SHELFMARK_REQUEUE_INTERVAL_S": "1",
            "DJANGO_SETTINGS_MODULE": "leaderboard.settings"}
-    beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "leaderboard", "beat", "--schedule",
-                             str(tmp_path / "schedule"), "--loglevel", "INFO"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp_path / "beat.log"
+    with open(log_path, "wb") as log:
+        beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "leaderboard", "beat", "--schedule",
+                                 str(tmp_path / "schedule"), "--loglevel", "INFO"], env=env, cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        messages = wait_for(lambda: broker.lrange("cpu", 0, -1), 60, what="beat to send a message to 'cpu'")
+        messages = wait_for(lambda: broker.lrange("cpu", 0, -1) or beat.poll() is not None, 180,
+                            what="beat to send a message to 'cpu'")
+        assert beat.poll() is None, log_path.read_text()[-3000:]
     finally:
         beat.terminate()
         beat.wait(timeout=30)
