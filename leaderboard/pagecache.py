@@ -33,7 +33,7 @@ from django.urls import Resolver404, resolve
 from django.utils.http import parse_etags
 
 # The apps whose tables the cached pages are read from.
-WATCHED_APPS = ("registry", "boards")
+WATCHED_APPS = ("registry", "boards", "insights")
 # The models whose rows decide what a frozen version's permalink shows.
 FROZEN_MODELS = ("registry.Dataset", "registry.LeaderboardVersion", "registry.LeaderboardEntry")
 # The table a write statement changes (Django's quoting, or none in hand-written SQL).

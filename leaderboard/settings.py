@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "leaderboard.accounts",
     "leaderboard.submissions",
     "leaderboard.boards",
+    "leaderboard.insights",
+    "leaderboard.contributions",
 ]
 
 MIDDLEWARE = [
@@ -240,6 +242,26 @@ SHELFMARK_SUBMISSIONS_PER_DAY = env_int("SHELFMARK_SUBMISSIONS_PER_DAY", 20)
 SHELFMARK_JOBS_AT_ONCE = env_int("SHELFMARK_JOBS_AT_ONCE", 10)
 # the same form sent again (same user, model, file and benchmarks) within this many seconds is not a new one
 SHELFMARK_DUPLICATE_WINDOW_S = env_int("SHELFMARK_DUPLICATE_WINDOW_S", 600)
+
+# ---- email (leaderboard/insights/notifications.py: evaluations finished, contributions reviewed) ----
+# The console backend in development (DEBUG), else SMTP from these variables; EMAIL_BACKEND overrides both.
+# A mail server that is down or slow costs a logged warning (at most EMAIL_TIMEOUT s), never a job.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG
+                        else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Shelfmark <shelfmark@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# The site's public address, for links where no request is at hand (emails) or where the page must be the
+# same bytes whatever host it was asked under (a frozen version's citation).
+SHELFMARK_SITE_URL = env_str(
+    "SHELFMARK_SITE_URL", f"http://{env_str('SHELFMARK_HOST', '127.0.0.1')}:{env_str('SHELFMARK_PORT', '8000')}"
+).rstrip("/")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

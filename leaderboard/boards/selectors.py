@@ -153,6 +153,13 @@ class VersionDiff:
     rank_changes: list[RankChange] = field(default_factory=list)
     unchanged: int = 0
 
+    @property
+    def contributors(self) -> list[str]:
+        """Who contributed the rows this version added (from papers, reviewed: leaderboard/contributions), as
+        frozen in the rows' provenance, so the diff names them however their accounts change later."""
+        names = {entry.provenance.get("contributed_by") for entry in self.added if isinstance(entry.provenance, dict)}
+        return sorted(name for name in names if name)
+
 
 def version_diff(a: LeaderboardVersion, b: LeaderboardVersion) -> VersionDiff:
     """What changed from version a to version b: rows added, rows removed, rows whose rank moved."""

@@ -3,8 +3,9 @@
 `snapshot.yaml` holds task families, metrics, datasets, result rows and missing cells;
 `references.bib` the papers; `benchmarks.yaml` Shelfmark's own additions (engine benchmark names and
 demo benchmarks). Rows are matched on natural keys (dataset slug + method name + reference), so a
-second load changes nothing. Any bad row raises `SnapshotError` naming it, and the caller's
-transaction leaves nothing half-written.
+second load changes nothing. Each result's history (contributions.Revision) starts with "KTH page, 2014",
+and a row the files correct later gets a revision saying what changed. Any bad row raises `SnapshotError`
+naming it, and the caller's transaction leaves nothing half-written.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from .models import (
     TaskFamily,
 )
 from leaderboard.boards.services import publish_version
+from leaderboard.contributions.models import SNAPSHOT_REASON, Revision
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ten times faster
 
@@ -80,8 +82,9 @@ class LoadReport:
         )
 
 
-def _sync(model, report: LoadReport, what: str, lookup: dict, values: dict):
-    """update_or_create that writes only when a value differs, so a reload touches nothing."""
+def _sync(model, report: LoadReport, what: str, lookup: dict, values: dict, changes: dict | None = None):
+    """update_or_create that writes only when a value differs, so a reload touches nothing. `changes`, when
+    given, receives {field: [before, after]} of an existing row that changed."""
     obj = model.objects.filter(**lookup).first()
     if obj is None:
         obj = model.objects.create(**lookup, **values)
@@ -89,6 +92,8 @@ def _sync(model, report: LoadReport, what: str, lookup: dict, values: dict):
         return obj
     changed = [name for name, value in values.items() if getattr(obj, _attname(model, name)) != _raw(value)]
     if changed:
+        if changes is not None:
+            changes.update({name: [getattr(obj, _attname(model, name)), _raw(values[name])] for name in changed})
         for name in changed:
             setattr(obj, name, values[name])
         obj.save(update_fields=changed)
@@ -317,6 +322,7 @@ def load_results(
         reference = _reference_for(str(row.get("ref", "")), page_keys, references, where)
 
         method = _sync(Method, report, "methods", {"name": row["method"], "reference": reference}, {})
+        changes = {}
         result = _sync(Result, report, "results",
                        {"dataset": dataset, "method": method, "reference": reference, "origin": Result.Origin.SNAPSHOT},
                        {
@@ -328,11 +334,25 @@ def load_results(
                            "confidence": confidence,
                            "note": row.get("note", ""),
                            "is_public": True,
-                       })
+                       }, changes)
         if result.pk in kept:
             raise SnapshotError(f"{where}: duplicate of an earlier row (same dataset, method and reference)")
         kept.add(result.pk)
+        if changes:
+            Revision.objects.create(result=result, action=Revision.Action.CORRECTED, changes=changes,
+                                    reason="the snapshot files were corrected (fixtures/snapshot)")
+            report.count("revisions", created=True)
     return kept
+
+
+def load_revisions(kept: set[int], report: LoadReport) -> None:
+    """Every snapshot row's history starts with the 2014 page; rows loaded before histories existed get it too."""
+    started = Revision.objects.filter(action=Revision.Action.SNAPSHOT, result__isnull=False).values("result")
+    missing = Result.objects.filter(pk__in=kept).exclude(pk__in=started).values_list("pk", flat=True)
+    created = Revision.objects.bulk_create(
+        [Revision(result_id=pk, action=Revision.Action.SNAPSHOT, reason=SNAPSHOT_REASON) for pk in missing])
+    if created:
+        report.created["revisions"] = report.created.get("revisions", 0) + len(created)
 
 
 def load_missing(rows: list[dict], datasets, page_keys, references, report: LoadReport) -> set[int]:
@@ -404,6 +424,7 @@ def load_snapshot(directory: Path) -> LoadReport:
     datasets.update(load_datasets(extras.get("demo_datasets") or [], families, metrics, {}, report,
                                   demo=True, first_order=len(specs)))
     kept_results = load_results(snapshot.get("results") or [], datasets, metrics, page_keys, references, report)
+    load_revisions(kept_results, report)
     kept_missing = load_missing(snapshot.get("missing") or [], datasets, page_keys, references, report)
     kept_downloads = load_downloads(meta.get("downloads_listed_on_page") or [], report)
 

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from leaderboard import engine
 from leaderboard.celery import app as celery_app
+from leaderboard.insights.notifications import job_finished
 from leaderboard.registry.models import Dataset, Method, Result
 
 from . import queue_selectors
@@ -417,6 +418,8 @@ def job_complete(job_id: int, evaluation, *, duration_s: float, task_id: str = "
         job.evaluation = engine.json_safe(evaluation.to_dict())
         job.log = _append(job.log, f"done in {duration_s:.1f}s: " + "; ".join(lines))
         job.save()
+        # the submitter's email, once the result is stored for good (a mail server down never fails the job)
+        transaction.on_commit(lambda job_id=job.pk: job_finished(job_id), robust=True)
     return job
 
 
@@ -500,6 +503,7 @@ def job_fail(job_id: int, message: str, details: str = "") -> None:
         job.error, job.error_details = message[:2000], details
         job.log = _append(job.log, f"failed: {message}")
         job.save()
+        transaction.on_commit(lambda job_id=job.pk: job_finished(job_id), robust=True)
 
 
 def job_note(job_id: int, line: str) -> None:

@@ -41,11 +41,6 @@ class Migration(migrations.Migration):
             name='worker',
             field=models.CharField(blank=True, help_text='the Celery node running (or that ran) it', max_length=200),
         ),
-        migrations.AddField(
-            model_name='evaluationjob',
-            name='worker_pid',
-            field=models.PositiveIntegerField(blank=True, help_text="the process running the attempt, on the worker's machine", null=True),
-        ),
         migrations.AlterField(
             model_name='evaluationjob',
             name='task_id',
