@@ -22,6 +22,17 @@ class ProposalAdmin(admin.ModelAdmin):
                        "batch", "batch_row"]
     inlines = [RevisionInline]
 
+    def has_change_permission(self, request, obj=None):
+        """An accepted or rejected proposal is history: shown, never changed (nor deleted) here."""
+        if obj is not None and obj.status in (Proposal.Status.ACCEPTED, Proposal.Status.REJECTED):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status in (Proposal.Status.ACCEPTED, Proposal.Status.REJECTED):
+            return False
+        return super().has_delete_permission(request, obj)
+
 
 @admin.register(Revision)
 class RevisionAdmin(admin.ModelAdmin):

@@ -3,6 +3,10 @@
 Each row goes through the same form as a single proposal (forms.ProposalForm), so one set of rules and
 limits holds for both. Row numbers are a spreadsheet's: the header is row 1. The paper column may name a
 paper by the key of an entry in the BibTeX file uploaded with the CSV, or in another row's bibtex cell.
+
+BibTeX is slow to parse (a brace-heavy entry of 20,000 characters takes over half a second), so one batch
+parses each distinct text once (BibtexParses: the rows naming an entry share its parse) and at most
+MAX_BATCH_BIBTEX_CHARS characters of it in all.
 """
 from __future__ import annotations
 
@@ -16,13 +20,15 @@ from leaderboard.registry.snapshot import entry_bibtex
 
 from .forms import ProposalForm
 from .models import Proposal
-from .papers import PaperError, entry_identifiers, normalise_arxiv, normalise_doi, parse_bibtex
+from .papers import MAX_BIBTEX_CHARS, PaperError, check_length, entry_identifiers, normalise_arxiv, normalise_doi
+from .papers import parse_bibtex as parse_bibtex_text
 from .selectors import duplicate_of
 from .services import ProposalData
 
 MAX_CSV_BYTES = 256 * 1024
 MAX_BIB_BYTES = 64 * 1024
 MAX_ROWS = 200
+MAX_BATCH_BIBTEX_CHARS = 100_000   # parsed per upload: the .bib and the distinct bibtex cells together
 REQUIRED = ("benchmark", "method", "score", "kind", "protocol", "location")
 OPTIONAL = ("paper", "bibtex", "title", "note")
 FORM_FIELDS = {"benchmark": "dataset", "method": "method_name", "score": "score", "kind": "kind",
@@ -74,6 +80,40 @@ class Batch:
         return [row for row in self.rows if not row.ok]
 
 
+class BibtexParses:
+    """papers.parse_bibtex for one batch: each distinct text parsed once (its entries, or its error, kept
+    for the next row that brings it), and at most `budget` characters parsed in all; past it every new
+    text is refused and `refusal` says why (an error of the whole file)."""
+
+    def __init__(self, budget: int | None = None):
+        self.budget = MAX_BATCH_BIBTEX_CHARS if budget is None else budget
+        self.spent = 0
+        self.refusal = ""
+        self.parsed: dict[str, list[dict] | PaperError] = {}
+
+    def seed(self, text: str, entries: list[dict]) -> None:
+        """`text`'s entries are known already (an entry of the .bib, written out again): no need to parse it."""
+        self.parsed.setdefault(text, entries)
+
+    def __call__(self, text: str, *, limit: int = MAX_BIBTEX_CHARS) -> list[dict]:
+        check_length(text, limit)
+        if text not in self.parsed:
+            if self.spent + len(text) > self.budget:
+                self.refusal = (f"The BibTeX of this upload (the .bib file and the bibtex cells, each distinct "
+                                f"entry once) passes {self.budget:,} characters; at most {self.budget:,} are read "
+                                "per upload: send the rest in another batch.")
+                raise PaperError("bibtex", self.refusal)
+            self.spent += len(text)
+            try:
+                self.parsed[text] = parse_bibtex_text(text, limit=limit)
+            except PaperError as error:
+                self.parsed[text] = error
+        done = self.parsed[text]
+        if isinstance(done, PaperError):
+            raise PaperError(done.field, str(done))
+        return [dict(entry) for entry in done]    # copies: no row changes another's
+
+
 def decode(upload, limit: int, what: str) -> tuple[str, str]:
     """An uploaded file's text and an error ("" when it reads): at most `limit` bytes of UTF-8."""
     if upload.size > limit:
@@ -85,16 +125,18 @@ def decode(upload, limit: int, what: str) -> tuple[str, str]:
         return "", f"The {what} is not UTF-8 text (byte {error.start + 1} is not): save it as UTF-8 CSV."
 
 
-def _bib_texts(bib_text: str, errors: list[str]) -> dict[str, str]:
-    """The entries of the uploaded .bib, each by its key, DOI and arXiv id, as one entry's BibTeX text."""
+def _bib_texts(bib_text: str, errors: list[str], parse: BibtexParses) -> dict[str, str]:
+    """The entries of the uploaded .bib, each by its key, DOI and arXiv id, as one entry's BibTeX text (its
+    parse handed to `parse`, for the rows that name it)."""
     try:
-        entries = parse_bibtex(bib_text, limit=MAX_BIB_BYTES)
+        entries = parse(bib_text, limit=MAX_BIB_BYTES)
     except PaperError as error:
         errors.append(f"BibTeX file: {error}")
         return {}
     texts = {}
     for entry in entries:
-        text = entry_bibtex(entry)
+        text = entry_bibtex(entry).strip()     # as a row's form reads it (papers.read_paper strips it)
+        parse.seed(text, [entry])
         doi, arxiv = entry_identifiers(entry)
         texts.update({name: text for name in (entry["ID"], doi and f"doi:{doi}", arxiv and f"arxiv:{arxiv}") if name})
     return texts
@@ -113,7 +155,8 @@ def read_batch(csv_text: str, bib_text: str = "", contributor=None) -> Batch:
     """Read and check every row; `Batch.errors` holds what spoils the whole file, each row its own errors.
     With `contributor`, numbers already on the board or among their proposals are named as bad rows too."""
     batch = Batch()
-    texts = _bib_texts(bib_text, batch.errors) if bib_text.strip() else {}
+    parse = BibtexParses()
+    texts = _bib_texts(bib_text, batch.errors, parse) if bib_text.strip() else {}
     sample = csv_text[:4096]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample else csv.excel
@@ -149,25 +192,28 @@ def read_batch(csv_text: str, bib_text: str = "", contributor=None) -> Batch:
     except csv.Error as error:
         batch.errors.append(f"The CSV file could not be read past row {reader.line_num}: {error}.")
         return batch
-    _check_rows(batch, texts)
+    _check_rows(batch, texts, parse)
+    if parse.refusal:
+        batch.errors.append(parse.refusal)
+        return batch
     if contributor is not None:
         _already_known(contributor, batch)
     return batch
 
 
-def _check_rows(batch: Batch, texts: dict[str, str]) -> None:
+def _check_rows(batch: Batch, texts: dict[str, str], parse: BibtexParses) -> None:
     in_rows = {}    # BibTeX given in one row's cell, for other rows to name by key
     for row in batch.rows:
         if row.cells.get("bibtex", "").strip():
             try:
-                entries = parse_bibtex(row.cells["bibtex"])
+                entries = parse(row.cells["bibtex"].strip())
             except PaperError:
                 continue    # reported with the row itself
             if len(entries) == 1:
                 doi, arxiv = entry_identifiers(entries[0])
                 for name in (entries[0]["ID"], doi and f"doi:{doi}", arxiv and f"arxiv:{arxiv}"):
                     if name:
-                        in_rows.setdefault(name, row.cells["bibtex"])
+                        in_rows.setdefault(name, row.cells["bibtex"].strip())
     slugs = Dataset.objects.values_list("slug", "engine_benchmark", "name")
     datasets = {name.lower(): slug for slug, benchmark, title in slugs for name in (slug, benchmark, title) if name}
     seen = {}
@@ -184,7 +230,7 @@ def _check_rows(batch: Batch, texts: dict[str, str]) -> None:
             data["bibtex"] = texts.get(name) or in_rows.get(name, "")
             if data["bibtex"] and not (name.startswith(("doi:", "arxiv:"))):
                 data["paper"] = ""    # the key was the entry's; the entry itself names the paper now
-        form = ProposalForm(data)
+        form = ProposalForm(data, parse_bibtex=parse)
         if not form.is_valid():
             row.errors.extend(_messages(form))
             continue

@@ -52,6 +52,12 @@ class ProposalForm(forms.Form):
     note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}),
                            help_text="Anything a reader needs: the backbone, the input size, a non-standard metric.")
 
+    def __init__(self, *args, parse_bibtex=None, **kwargs):
+        """`parse_bibtex`: what reads the BibTeX (papers.parse_bibtex unless given: a CSV batch hands its
+        rows one batch.BibtexParses, so an entry named by many rows is read once)."""
+        super().__init__(*args, **kwargs)
+        self.parse_bibtex = parse_bibtex
+
     def clean_score(self):
         score = self.cleaned_data["score"]
         if not math.isfinite(score) or abs(score) > MAX_SCORE:
@@ -64,7 +70,8 @@ class ProposalForm(forms.Form):
         if dataset and score is not None and dataset.metric.unit == "%" and not 0 <= score <= 100:
             self.add_error("score", f"{dataset.name} is scored in % (0 to 100); {score:g} is not a percentage.")
         try:
-            paper = read_paper(cleaned.get("paper", ""), cleaned.get("bibtex", ""), cleaned.get("paper_title", ""))
+            paper = read_paper(cleaned.get("paper", ""), cleaned.get("bibtex", ""), cleaned.get("paper_title", ""),
+                               parse=self.parse_bibtex)
         except PaperError as error:
             self.add_error(error.field, str(error))
             return cleaned
@@ -118,9 +125,18 @@ class ReviewForm(forms.Form):
     decision = forms.ChoiceField(choices=DECISIONS, widget=forms.RadioSelect)
     reason = forms.CharField(max_length=MAX_REASON_CHARS, required=False, widget=forms.Textarea(attrs={"rows": 3}),
                              help_text="The contributor reads it. Needed to reject or to ask for changes.")
+    # The proposal as the page showed it (Proposal.version): a review of a proposal edited since is refused.
+    version = forms.CharField(max_length=100, required=False, widget=forms.HiddenInput)
+
+    @classmethod
+    def for_proposal(cls, proposal: Proposal) -> ReviewForm:
+        return cls(initial={"version": proposal.version})
 
     def clean(self):
         cleaned = super().clean()
+        if not cleaned.get("version"):
+            self.add_error(None, "This review form does not say which version of the proposal you read: "
+                                 "open the proposal again.")
         if cleaned.get("decision") in ("changes", "reject") and not cleaned.get("reason", "").strip():
             self.add_error("reason", "Say why: the contributor reads it.")
         return cleaned

@@ -9,6 +9,8 @@ A `Revision` is one step in a result's life, with its author, time and reason: t
 with "KTH page, 2014"; a contributed result carries its proposal's steps (proposed, changes requested,
 resubmitted, accepted). The result's page shows them in order.
 """
+from datetime import UTC
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -80,11 +82,27 @@ class Proposal(models.Model):
         return self.status in (self.Status.PENDING, self.Status.CHANGES_REQUESTED)
 
     @property
+    def version(self) -> str:
+        """What the moderator's review form was opened on: any edit (a new revision, or any save) changes it,
+        and a review sent from an older page is refused (services._open_for_review)."""
+        last = self.revisions.order_by("-pk").values_list("pk", flat=True).first() or 0
+        stamp = self.updated_at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f") if self.updated_at else ""
+        return f"{last}-{stamp}"
+
+    @property
     def paper_label(self) -> str:
         if self.reference_id:
             return str(self.reference)
         return (self.bibtex_key or (f"doi:{self.doi}" if self.doi else "")
                 or (f"arXiv:{self.arxiv_id}" if self.arxiv_id else ""))
+
+
+def keep_proposal_history(collector, field, sub_objs, using):
+    """Revision.result's on_delete: a deleted result's revisions that belong to a proposal stay (SET_NULL: the
+    proposal keeps its history); those of nothing else (the 2014 page's, corrections) go with it (CASCADE), as
+    a revision must be of something (revision_of_something)."""
+    models.SET_NULL(collector, field, sub_objs.filter(proposal__isnull=False), using)
+    models.CASCADE(collector, field, sub_objs.filter(proposal__isnull=True), using)
 
 
 class Revision(models.Model):
@@ -98,7 +116,8 @@ class Revision(models.Model):
         REJECTED = "rejected", "rejected"
         ACCEPTED = "accepted", "accepted"
 
-    result = models.ForeignKey(Result, null=True, blank=True, on_delete=models.CASCADE, related_name="revisions")
+    result = models.ForeignKey(Result, null=True, blank=True, on_delete=keep_proposal_history,
+                               related_name="revisions")
     proposal = models.ForeignKey(Proposal, null=True, blank=True, on_delete=models.CASCADE, related_name="revisions")
     action = models.CharField(max_length=12, choices=Action.choices)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

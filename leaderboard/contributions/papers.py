@@ -25,6 +25,8 @@ OLD_ARXIV = re.compile(r"([a-z][a-z-]*)(?:\.[a-z]{2})?/(\d{7})(?:v\d+)?", re.IGN
 ARXIV_PREFIXES = ("https://arxiv.org/abs/", "http://arxiv.org/abs/", "https://arxiv.org/pdf/", "http://arxiv.org/pdf/",
                   "arxiv.org/abs/", "arxiv.org/pdf/", "arxiv:")
 BIBTEX_KEY = re.compile(r"[A-Za-z0-9_:.+/\-]{1,100}")
+MAX_ENTRY_TYPE_CHARS = 32       # Reference.entry_type
+ENTRY_TYPE = re.compile(rf"[A-Za-z]{{1,{MAX_ENTRY_TYPE_CHARS}}}")
 
 
 class PaperError(ValueError):
@@ -76,10 +78,14 @@ def normalise_title(text: str) -> str:
     return re.sub(r"[\W_]+", " ", plain_text(text or "")).strip().casefold()
 
 
-def parse_bibtex(text: str, *, limit: int = MAX_BIBTEX_CHARS) -> list[dict]:
-    """The entries of a BibTeX text (bibtexparser's dicts: ID, ENTRYTYPE and lower-case field names)."""
+def check_length(text: str, limit: int = MAX_BIBTEX_CHARS) -> None:
     if len(text) > limit:
         raise PaperError("bibtex", f"The BibTeX is {len(text):,} characters; at most {limit:,} are read.")
+
+
+def parse_bibtex(text: str, *, limit: int = MAX_BIBTEX_CHARS) -> list[dict]:
+    """The entries of a BibTeX text (bibtexparser's dicts: ID, ENTRYTYPE and lower-case field names)."""
+    check_length(text, limit)
     parser = BibTexParser(common_strings=True, ignore_nonstandard_types=False)
     try:
         database = bibtexparser.loads(text, parser=parser)
@@ -129,12 +135,13 @@ def entry_identifiers(fields: dict) -> tuple[str, str]:
     return doi, arxiv or arxiv_from_doi(doi)
 
 
-def read_paper(paper: str, bibtex: str, title: str = "") -> Paper:
+def read_paper(paper: str, bibtex: str, title: str = "", *, parse=None) -> Paper:
     """The paper a contributor named: a DOI, an arXiv id or a BibTeX key in `paper`, and/or one BibTeX entry.
 
     When both are given they must agree (the DOI or arXiv id in the entry is the one named). A key that is
     neither a DOI nor an arXiv id is kept as `key`: it names a reference the registry already has (checked
-    by the caller). Raises `PaperError` naming the field at fault."""
+    by the caller). Raises `PaperError` naming the field at fault. `parse` stands in for `parse_bibtex` (a CSV
+    batch's parses, each distinct text read once: batch.BibtexParses)."""
     paper, bibtex, title = (paper or "").strip(), (bibtex or "").strip(), (title or "").strip()
     if not paper and not bibtex:
         raise PaperError("paper", "Name the paper: a DOI, an arXiv id, or its BibTeX.")
@@ -152,12 +159,16 @@ def read_paper(paper: str, bibtex: str, title: str = "") -> Paper:
     if not bibtex:
         return named
 
-    entries = parse_bibtex(bibtex)
+    entries = (parse or parse_bibtex)(bibtex)
     if not entries:
         raise PaperError("bibtex", "No BibTeX entry found: an entry reads @article{key, title = {…}, …}.")
     if len(entries) > 1:
         raise PaperError("bibtex", f"The BibTeX holds {len(entries)} entries; give the one paper.")
     entry = entries[0]
+    if not ENTRY_TYPE.fullmatch(entry.get("ENTRYTYPE", "")):
+        raise PaperError("bibtex", f"The entry type @{entry.get('ENTRYTYPE', '')[:40]} is not a BibTeX type "
+                                   f"(letters only, at most {MAX_ENTRY_TYPE_CHARS}: @article, @inproceedings, "
+                                   "@misc, …).")
     if not plain_text(entry.get("title", "")):
         raise PaperError("bibtex", "The BibTeX entry has no title.")
     doi, arxiv = entry_identifiers(entry)

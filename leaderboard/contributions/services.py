@@ -26,7 +26,7 @@ from leaderboard.registry.snapshot import (
 )
 
 from .models import MODERATORS, Proposal, Revision
-from .papers import Paper, parse_bibtex
+from .papers import ENTRY_TYPE, Paper, parse_bibtex
 from .selectors import duplicate_of, is_moderator, known_reference
 
 MAX_OPEN_PROPOSALS = 500     # per contributor, waiting for review or for their changes
@@ -41,6 +41,10 @@ class ProposalRefused(ValueError):
 
 class ReviewRefused(ValueError):
     """The review is not recorded: not a moderator, the contributor's own proposal, or no longer open."""
+
+
+class ProposalChanged(ReviewRefused):
+    """The proposal changed since the moderator's page showed it: they look again before deciding."""
 
 
 @dataclass
@@ -153,7 +157,9 @@ def edit(proposal: Proposal, contributor, data: ProposalData, comment: str = "")
 
 # ---- review ------------------------------------------------------------------------------------------------
 
-def _open_for_review(proposal: Proposal, moderator) -> Proposal:
+def _open_for_review(proposal: Proposal, moderator, version: str | None = None) -> Proposal:
+    """The proposal, locked, if `moderator` may review it now; `version` (Proposal.version, as the review form
+    was opened on) must still be the proposal's (None: a caller that shows nothing, such as a script)."""
     if not is_moderator(moderator):
         raise ReviewRefused("Only moderators review proposals.")
     proposal = Proposal.objects.select_for_update().select_related("dataset__metric", "contributor").get(pk=proposal.pk)
@@ -161,6 +167,8 @@ def _open_for_review(proposal: Proposal, moderator) -> Proposal:
         raise ReviewRefused("Your own proposal is reviewed by another moderator.")
     if proposal.status != Proposal.Status.PENDING:
         raise ReviewRefused(f"This proposal is no longer waiting for review ({proposal.get_status_display()}).")
+    if version is not None and version != proposal.version:
+        raise ProposalChanged("The proposal changed since you opened it: look again.")
     return proposal
 
 
@@ -168,7 +176,8 @@ def _reviewed(proposal: Proposal, moderator, status: str, reason: str) -> None:
     proposal.status, proposal.review_reason = status, reason
     proposal.reviewed_by, proposal.reviewed_at = moderator, timezone.now()
     proposal.save(update_fields=["status", "review_reason", "reviewed_by", "reviewed_at", "updated_at"])
-    transaction.on_commit(lambda: tell_contributor(proposal.pk))
+    # robust: the review is saved by then; a failing email costs a log line, never a 500.
+    transaction.on_commit(lambda: tell_contributor(proposal.pk), robust=True)
 
 
 def _required(reason: str, what: str) -> str:
@@ -179,18 +188,18 @@ def _required(reason: str, what: str) -> str:
 
 
 @transaction.atomic
-def reject(proposal: Proposal, moderator, reason: str) -> Proposal:
+def reject(proposal: Proposal, moderator, reason: str, version: str | None = None) -> Proposal:
     reason = _required(reason, "a rejection")
-    proposal = _open_for_review(proposal, moderator)
+    proposal = _open_for_review(proposal, moderator, version)
     _reviewed(proposal, moderator, Proposal.Status.REJECTED, reason)
     Revision.objects.create(proposal=proposal, action=Revision.Action.REJECTED, reason=reason, **_author(moderator))
     return proposal
 
 
 @transaction.atomic
-def request_changes(proposal: Proposal, moderator, reason: str) -> Proposal:
+def request_changes(proposal: Proposal, moderator, reason: str, version: str | None = None) -> Proposal:
     reason = _required(reason, "a request for changes")
-    proposal = _open_for_review(proposal, moderator)
+    proposal = _open_for_review(proposal, moderator, version)
     _reviewed(proposal, moderator, Proposal.Status.CHANGES_REQUESTED, reason)
     Revision.objects.create(proposal=proposal, action=Revision.Action.CHANGES_REQUESTED, reason=reason,
                             **_author(moderator))
@@ -198,11 +207,20 @@ def request_changes(proposal: Proposal, moderator, reason: str) -> Proposal:
 
 
 @transaction.atomic
-def accept(proposal: Proposal, moderator, reason: str = "") -> Result:
+def accept(proposal: Proposal, moderator, reason: str = "", version: str | None = None) -> Result:
     """Make the proposal a public registry Result (origin "reported", no Shelfmark protocol: the boards list it
     under "reported by papers"): on the live board now, frozen into the next published version. Its paper
-    becomes a Reference unless the registry knows it already; the proposal's revisions become the result's."""
-    proposal = _open_for_review(proposal, moderator)
+    becomes a Reference unless the registry knows it already; the proposal's revisions become the result's.
+    Refused when the board has the number already (another contributor's proposal, accepted meanwhile)."""
+    proposal = _open_for_review(proposal, moderator, version)
+    # The board's dataset row is the lock (boards.services._publish takes it too): two moderators accepting
+    # the same number from two contributors' proposals at once put it on the board once.
+    Dataset.objects.select_for_update().filter(pk=proposal.dataset_id).first()
+    on_board = (Result.objects.filter(dataset=proposal.dataset, method__name__iexact=proposal.method_name,
+                                      score=proposal.score, is_public=True).order_by("pk").first())
+    if on_board is not None:
+        raise ReviewRefused(f"{proposal.method_name} = {proposal.score:g} is already on the {proposal.dataset.name} "
+                            f"board (result #{on_board.pk}): reject this proposal as a duplicate.")
     reason = (reason or "").strip()[:MAX_REASON_CHARS]
     reference = reference_for(proposal)
     method = (Method.objects.filter(name=proposal.method_name, reference=reference).first()
@@ -231,12 +249,13 @@ def accept(proposal: Proposal, moderator, reason: str = "") -> Result:
     return result
 
 
-def review(proposal: Proposal, moderator, decision: str, reason: str = ""):
-    """One entry point for the review form: "accept", "changes" or "reject"."""
+def review(proposal: Proposal, moderator, decision: str, reason: str = "", version: str | None = None):
+    """One entry point for the review form: "accept", "changes" or "reject", of the proposal as it stood at
+    `version` (the form's hidden field: ProposalChanged when it changed since)."""
     actions = {"accept": accept, "changes": request_changes, "reject": reject}
     if decision not in actions:
         raise ReviewRefused("Choose accept, ask for changes, or reject.")
-    return actions[decision](proposal, moderator, reason)
+    return actions[decision](proposal, moderator, reason, version=version)
 
 
 def reference_for(proposal: Proposal) -> Reference:
@@ -272,6 +291,9 @@ def _new_reference(proposal: Proposal) -> Reference:
     venue = next((fields[name] for name in ("journal", "booktitle", "howpublished", "institution", "publisher")
                   if fields.get(name)), "")
     last = Reference.objects.aggregate(last=Max("order"))["last"] or 0
+    # Checked when proposed (papers.read_paper); one stored before that check is a @misc.
+    if not ENTRY_TYPE.fullmatch(entry.get("ENTRYTYPE", "")):
+        entry["ENTRYTYPE"] = "misc"
     return Reference.objects.create(
         key=entry["ID"], entry_type=entry["ENTRYTYPE"], fields=fields, title=plain_text(fields.get("title", "")),
         authors=display_authors(fields.get("author", "")), year=fields.get("year", "")[:16],

@@ -6,7 +6,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
+
+from leaderboard.submissions.uploads import SizeLimitedUploadHandler
 
 from . import selectors, services
 from .batch import MAX_BIB_BYTES, MAX_CSV_BYTES, MAX_ROWS, REQUIRED, decode, read_batch
@@ -14,6 +18,7 @@ from .forms import BatchForm, EditForm, ProposalForm, ReviewForm
 from .models import Proposal
 
 BATCH_SESSION_KEY = "contribution-batch"
+MAX_BATCH_UPLOAD_BYTES = MAX_CSV_BYTES + MAX_BIB_BYTES   # both files of one upload, together
 
 
 @login_required
@@ -35,15 +40,31 @@ def _batch_context(batch=None, **extra) -> dict:
             "max_bib": MAX_BIB_BYTES, "required": REQUIRED, **extra}
 
 
-@login_required
+@csrf_exempt  # the upload handler must be set before the CSRF check reads the body; checked just below
 def proposal_batch(request):
     """Upload: every row checked and shown, nothing stored. "Store N proposals" then stores the good rows of
-    the file kept in the session (read again: a row that went bad since is not stored)."""
+    the file kept in the session (read again: a row that went bad since is not stored).
+
+    The upload stops being read once its files pass the CSV's and the .bib's limits together (not marked
+    `accepts_uploads`: a chunked body here keeps the form fields' 1 MiB, more than these files need)."""
+    request.upload_handlers = [SizeLimitedUploadHandler(request, limit=MAX_BATCH_UPLOAD_BYTES)]
+    return _proposal_batch(request)
+
+
+@login_required  # first: an anonymous POST is redirected before its body (the upload) is read
+@csrf_protect
+def _proposal_batch(request):
     if request.method == "POST" and request.POST.get("step") == "store":
         return _store_batch(request)
     if request.method != "POST":
         return render(request, "contributions/batch.html", _batch_context())
     form = BatchForm(request.POST, request.FILES)
+    if getattr(request, "upload_refusal", None):
+        form.is_valid()
+        form.add_error("csv_file", f"The files are larger than {filesizeformat(MAX_BATCH_UPLOAD_BYTES)} together "
+                                   f"(at most {filesizeformat(MAX_CSV_BYTES)} of CSV and "
+                                   f"{filesizeformat(MAX_BIB_BYTES)} of BibTeX): the upload was not read further.")
+        return render(request, "contributions/batch.html", _batch_context(form=form), status=400)
     if not form.is_valid():
         return render(request, "contributions/batch.html", _batch_context(form=form), status=400)
     csv_text, error = decode(form.cleaned_data["csv_file"], MAX_CSV_BYTES, "CSV file")
@@ -93,13 +114,15 @@ def proposal_mine(request):
     })
 
 
-def _detail(request, proposal: Proposal, review_form: ReviewForm | None = None, status: int = 200):
+def _detail(request, proposal: Proposal, review_form: ReviewForm | None = None, status: int = 200,
+            changed: str = ""):
     can_review = (selectors.is_moderator(request.user) and proposal.contributor_id != request.user.pk
                   and proposal.status == Proposal.Status.PENDING)
     return render(request, "contributions/detail.html", {
         "proposal": proposal, "history": selectors.proposal_history(proposal),
         "place": selectors.place_on_board(proposal) if proposal.status != Proposal.Status.ACCEPTED else None,
-        "can_review": can_review, "review_form": review_form or (ReviewForm() if can_review else None),
+        "can_review": can_review, "changed": changed,
+        "review_form": review_form or (ReviewForm.for_proposal(proposal) if can_review else None),
         "can_edit": proposal.is_open and proposal.contributor_id == request.user.pk,
     }, status=status)
 
@@ -140,7 +163,11 @@ def proposal_review(request, pk: int):
     if form.is_valid():
         try:
             outcome = services.review(proposal, request.user, form.cleaned_data["decision"],
-                                      form.cleaned_data["reason"])
+                                      form.cleaned_data["reason"], version=form.cleaned_data["version"])
+        except services.ProposalChanged as refusal:
+            # Shown as it stands now, with a fresh form: the decision is made again, on what the page shows.
+            proposal.refresh_from_db()
+            return _detail(request, proposal, status=409, changed=str(refusal))
         except services.ReviewRefused as refusal:
             form.add_error(None, str(refusal))
         else:

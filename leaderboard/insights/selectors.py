@@ -97,7 +97,7 @@ def submission_measurements(submission, user) -> list[LinkableMeasurement]:
     if not results:
         return []
     pairs: dict[int, list[Reproduction]] = {}
-    for pair in _pairs().filter(measured__in=results):
+    for pair in _pairs().filter(measured__in=results, reported__is_public=True):   # a hidden paper's number: not shown
         pairs.setdefault(pair.measured_id, []).append(pair)
     candidates: dict[int, list[Result]] = {}
     for result in results:

@@ -13,6 +13,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import bibtexparser
 import yaml
@@ -165,9 +166,20 @@ def display_authors(value: str) -> str:
     return ", ".join(names)
 
 
+def web_url(text: str) -> str:
+    """`text` if it is an http(s) address with a host, else "" (a javascript: or data: URL is never a link)."""
+    text = (text or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
 def reference_url(fields: dict) -> str:
-    if fields.get("url"):
-        return fields["url"]
+    """The reference's link: its BibTeX url when that is a web address, else its DOI's or arXiv's page."""
+    if url := web_url(fields.get("url", "")):
+        return url
     if fields.get("doi"):
         return f"https://doi.org/{fields['doi']}"
     if fields.get("eprint") and fields.get("archiveprefix", "").lower() == "arxiv":

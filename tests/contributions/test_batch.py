@@ -151,3 +151,65 @@ def test_a_wrong_token_stores_nothing(client, board, contributor):
     response = client.post(reverse("proposal-batch"), {"step": "store", "token": "forged", "count": 1}, follow=True)
     assertContains(response, "no longer at hand")
     assert not Proposal.objects.exists()
+
+
+def _count_parses(monkeypatch) -> list[str]:
+    """Every BibTeX text bibtexparser is asked to read, from here on."""
+    from leaderboard.contributions import papers
+
+    texts, loads = [], papers.bibtexparser.loads
+    monkeypatch.setattr(papers.bibtexparser, "loads", lambda text, **kw: texts.append(text) or loads(text, **kw))
+    return texts
+
+
+def test_an_entry_named_by_many_rows_is_parsed_once(board, monkeypatch):
+    parses = _count_parses(monkeypatch)
+    rows = "".join(f"mit67,DINOv2 variant {n},{50 + n / 10:.1f},off_the_shelf,knn,Oquab2023,Table 10,\n"
+                   for n in range(batch_module.MAX_ROWS))
+    batch = batch_module.read_batch(HEADER + rows, DINO_BIB)
+    assert len(batch.good) == batch_module.MAX_ROWS and not batch.errors
+    assert len(parses) == 1       # the .bib, once: its entry is handed to the 200 rows, not read again by each
+    assert {row.data.paper.key for row in batch.good} == {"Oquab2023"}
+
+    # An entry in one row's bibtex cell, repeated or named by key in the other rows: parsed once as well.
+    parses.clear()
+    quoted = DINO_BIB.replace('"', '""')
+    text = "benchmark,method,score,kind,protocol,paper,location,bibtex\n" + "".join(
+        f'mit67,DINOv2 cell {n},{60 + n},off_the_shelf,knn,{"Oquab2023" if n % 2 else ""},Table 10,'
+        f'{"" if n % 2 else chr(34) + quoted + chr(34)}\n' for n in range(20))
+    batch = batch_module.read_batch(text)
+    assert len(batch.good) == 20 and len(parses) == 1
+
+
+def test_the_bibtex_parsed_per_upload_is_capped(board, monkeypatch):
+    monkeypatch.setattr(batch_module, "MAX_BATCH_BIBTEX_CHARS", 2_000)
+    entries = [f"@article{{Paper{n}, title = {{Paper number {n} {'x' * 500}}}, year = {{2020}}}}" for n in range(5)]
+    text = "benchmark,method,score,kind,protocol,location,bibtex\n" + "".join(
+        f'mit67,Method {n},{50 + n},off_the_shelf,knn,Table 1,"{entry}"\n' for n, entry in enumerate(entries))
+    batch = batch_module.read_batch(text)
+    assert any("passes 2,000 characters; at most 2,000 are read per upload" in error for error in batch.errors)
+    assert not batch.good
+    # Under the cap the same rows read.
+    monkeypatch.setattr(batch_module, "MAX_BATCH_BIBTEX_CHARS", 100_000)
+    assert len(batch_module.read_batch(text).good) == 5
+
+
+def test_an_upload_past_both_files_limits_is_refused_while_it_is_read(client, board, contributor):
+    from django.test import Client
+
+    from leaderboard.contributions.views import BATCH_SESSION_KEY
+
+    client.force_login(contributor)
+    both = batch_module.MAX_CSV_BYTES + batch_module.MAX_BIB_BYTES
+    csv_part = HEADER + "x" * (batch_module.MAX_CSV_BYTES - len(HEADER) - 10)
+    bib_part = "%" * (both - len(csv_part) + 1)      # one byte past the two limits together
+    response = upload(client, csv_part, bib=bib_part)
+    assert response.status_code == 400 and response.context["batch"] is None
+    errors = " ".join(response.context["form"].errors["csv_file"])
+    assert "larger than 320.0\xa0KB together" in errors and "not read further" in errors
+    assertContains(response, "the upload was not read further", status_code=400)
+    assert BATCH_SESSION_KEY not in client.session
+    # The CSRF check still holds (the view sets its upload handler first, then checks it).
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(contributor)
+    assert upload(strict, HEADER).status_code == 403

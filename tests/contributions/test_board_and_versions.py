@@ -99,3 +99,41 @@ def test_rows_loaded_before_histories_existed_get_their_first_revision(db):
     report = load_snapshot(SNAPSHOT_DIR)
     assert report.created == {"revisions": 95}
     assert not Result.objects.filter(origin="snapshot", revisions__isnull=True).exists()
+
+
+def test_deleting_a_result_keeps_its_proposals_history(board, accepted):
+    proposal = accepted.proposal
+    steps = list(Revision.objects.filter(proposal=proposal).values_list("action", flat=True))
+    assert steps == ["proposed", "accepted"]
+    snapshot_step = Revision.objects.create(result=board.cnn_svm, action=Revision.Action.SNAPSHOT,
+                                            reason="KTH page, 2014")
+
+    accepted.delete()
+
+    proposal.refresh_from_db()
+    kept = Revision.objects.filter(proposal=proposal)
+    assert list(kept.values_list("action", flat=True)) == steps        # kept, no longer of a result
+    assert set(kept.values_list("result", flat=True)) == {None}
+    assert (proposal.status, proposal.result) == ("accepted", None)
+    # A revision of the result alone (no proposal to keep it for) goes with its result: a revision is of something.
+    board.cnn_svm.delete()
+    assert not Revision.objects.filter(pk=snapshot_step.pk).exists()
+
+
+def test_a_reviewed_proposal_is_read_only_in_the_admin(client, board, accepted, contributor, django_user_model,
+                                                       proposal_data):
+    root = django_user_model.objects.create_superuser("root", password="a-long-test-password")
+    client.force_login(root)
+    proposal = accepted.proposal
+    change = reverse("admin:contributions_proposal_change", args=[proposal.pk])
+    page = client.get(change)
+    assert page.status_code == 200 and b'name="_save"' not in page.content      # shown, not editable
+    assert client.post(change, {"method_name": "Changed", "score": "1"}).status_code == 403
+    assert client.get(reverse("admin:contributions_proposal_delete", args=[proposal.pk])).status_code == 403
+    proposal.refresh_from_db()
+    assert proposal.method_name == "DINOv2 ViT-g/14 (frozen)"
+    # An open one is still the admins' to correct.
+    form = ProposalForm(proposal_data(method_name="Still open"))
+    assert form.is_valid(), form.errors
+    pending = services.propose(contributor, form.proposal_data())
+    assert b'name="_save"' in client.get(reverse("admin:contributions_proposal_change", args=[pending.pk])).content

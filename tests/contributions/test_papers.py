@@ -1,10 +1,14 @@
 """A paper however it is written is one reference: DOIs and arXiv ids normalised, BibTeX parsed by
 bibtexparser, a known reference reused (by DOI, arXiv id, key and title), never entered twice."""
+import re
+
 import pytest
-from contribution_helpers import RAZAVIAN_BIB
+from contribution_helpers import DINO_BIB, RAZAVIAN_BIB
+from django.urls import reverse
 
 from leaderboard.contributions import services
 from leaderboard.contributions.forms import ProposalForm
+from leaderboard.contributions.models import Proposal
 from leaderboard.contributions.papers import (
     Paper,
     PaperError,
@@ -148,3 +152,45 @@ def test_a_new_paper_whose_key_is_taken_gets_a_key_of_its_own(board, contributor
 def test_an_unknown_key_alone_is_refused(board, proposal_data):
     form = ProposalForm(proposal_data(paper="Nobody2099", bibtex=""))
     assert not form.is_valid() and "no reference with the key Nobody2099" in form.errors["paper"][0]
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("javascript:alert(1)", "https://arxiv.org/abs/2304.07193"),        # not a link: arXiv's page instead
+    (" JavaScript:alert(document.cookie)", "https://arxiv.org/abs/2304.07193"),
+    ("data:text/html,<script>alert(1)</script>", "https://arxiv.org/abs/2304.07193"),
+    ("//evil.example/x", "https://arxiv.org/abs/2304.07193"),
+    ("https://openreview.net/forum?id=a68SUt6zFt", "https://openreview.net/forum?id=a68SUt6zFt"),
+])
+def test_a_references_link_is_a_web_address_or_its_papers_page(client, board, contributor, moderator, proposal_data,
+                                                               url, expected):
+    bibtex = DINO_BIB.replace("  year = {2024},", f"  year = {{2024}},\n  url = {{{url}}},")
+    assert url in bibtex
+    reference = _accept(proposal_data(bibtex=bibtex), contributor, moderator).reference
+    assert reference.url == expected
+    page = client.get(reverse("reference-list")).content.decode()
+    item = page[page.index('<li id="ref-Oquab2023">'):].split("</li>")[0].replace("&amp;", "&")
+    assert f'<a href="{expected}" rel="noopener">' in item
+    assert all(href.startswith(("https://", "/datasets/")) for href in re.findall(r'href="([^"]*)"', item)), item
+
+
+def test_a_javascript_url_with_no_doi_or_arxiv_id_is_no_link(board, contributor, moderator, proposal_data):
+    bibtex = "@misc{Nolink2020,\n  title = {A paper with no address},\n  url = {javascript:alert(1)}\n}\n"
+    reference = _accept(proposal_data(bibtex=bibtex), contributor, moderator).reference
+    assert reference.url == ""
+
+
+def test_a_long_entry_type_is_refused_when_proposed(board, proposal_data):
+    long_type = "@" + "onlinepublicationofsomekindorother" + DINO_BIB.removeprefix("@article")   # 34 letters
+    form = ProposalForm(proposal_data(bibtex=long_type))
+    assert not form.is_valid()
+    assert "is not a BibTeX type (letters only, at most 32" in form.errors["bibtex"][0]
+    assert ProposalForm(proposal_data(bibtex="@Online" + DINO_BIB.removeprefix("@article"))).is_valid()
+
+
+def test_a_stored_proposal_with_a_long_entry_type_is_accepted_as_misc(board, contributor, moderator, proposal_data):
+    form = ProposalForm(proposal_data())
+    assert form.is_valid(), form.errors
+    proposal = services.propose(contributor, form.proposal_data())
+    Proposal.objects.filter(pk=proposal.pk).update(bibtex="@" + "x" * 40 + DINO_BIB.removeprefix("@article"))
+    reference = services.accept(proposal, moderator).reference
+    assert reference.entry_type == "misc" and reference.bibtex.startswith("@misc{Oquab2023")

@@ -73,7 +73,7 @@ def test_a_moderator_sees_any_proposal_but_edits_none_and_reviews_not_their_own(
     own = services.propose(moderator, form.proposal_data())
     page = client.get(own.get_absolute_url())
     assert b'id="review-form"' not in page.content
-    response = client.post(reverse("proposal-review", args=[own.pk]), {"decision": "accept"})
+    response = client.post(reverse("proposal-review", args=[own.pk]), {"decision": "accept", "version": own.version})
     assert response.status_code == 400 and b"reviewed by another moderator" in response.content
     assert Proposal.objects.get(pk=own.pk).status == "pending"
 
@@ -81,7 +81,7 @@ def test_a_moderator_sees_any_proposal_but_edits_none_and_reviews_not_their_own(
 def test_a_superuser_reviews(client, proposal, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="a-long-test-password")
     client.force_login(root)
-    client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": "accept"})
+    client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": "accept", "version": proposal.version})
     assert Proposal.objects.get(pk=proposal.pk).status == "accepted"
 
 

@@ -117,7 +117,7 @@ def test_what_a_contributor_types_is_escaped_everywhere(client, board, contribut
             assertNotContains(response, "<img src=x")
             assertNotContains(response, "<b>T1</b>")
     client.force_login(moderator)
-    client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": "accept"})
+    client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": "accept", "version": proposal.version})
     proposal.refresh_from_db()
     page = client.get(reverse("result-detail", args=[proposal.result_id]))
     assertContains(page, "&lt;script&gt;alert")

@@ -7,7 +7,7 @@ from pytest_django.asserts import assertContains
 
 from leaderboard.contributions import services
 from leaderboard.contributions.forms import ProposalForm
-from leaderboard.contributions.models import Revision
+from leaderboard.contributions.models import Proposal, Revision
 from leaderboard.registry.models import Result
 
 pytestmark = pytest.mark.django_db
@@ -20,9 +20,11 @@ def proposal(board, contributor, proposal_data):
     return services.propose(contributor, form.proposal_data())
 
 
-def review(client, proposal, decision, reason=""):
-    return client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": decision, "reason": reason},
-                       follow=True)
+def review(client, proposal, decision, reason="", version=None):
+    """The review form sent as the page gives it: with the version of the proposal it showed."""
+    version = Proposal.objects.get(pk=proposal.pk).version if version is None else version
+    return client.post(reverse("proposal-review", args=[proposal.pk]),
+                       {"decision": decision, "reason": reason, "version": version}, follow=True)
 
 
 def actions(revisions):
@@ -140,3 +142,73 @@ def test_a_pending_proposal_can_be_edited_by_its_contributor(client, proposal, c
     assert proposal.location == "Table 11" and proposal.status == "pending"
     edit = Revision.objects.filter(proposal=proposal).last()
     assert (edit.action, edit.changes) == ("edited", {"location": ["Table 10", "Table 11"]})
+
+
+def test_a_review_of_a_proposal_changed_since_its_page_was_opened_is_refused(
+        client, board, proposal, contributor, moderator, proposal_data):
+    client.force_login(moderator)
+    page = client.get(proposal.get_absolute_url())
+    seen = page.context["review_form"].initial["version"]
+    assertContains(page, f'name="version" value="{seen}"')
+    # Meanwhile its contributor changes the number.
+    form = ProposalForm(proposal_data(score="95.0"))
+    assert form.is_valid(), form.errors
+    services.edit(proposal, contributor, form.proposal_data())
+
+    stale = review(client, proposal, "accept", "looks right", version=seen)
+
+    assert stale.status_code == 409
+    assertContains(stale, "The proposal changed since you opened it: look again.", status_code=409)
+    assert stale.context["proposal"].score == 95.0                    # shown as it stands now
+    proposal.refresh_from_db()
+    assert proposal.status == "pending" and not Result.objects.filter(origin="reported").exists()
+    with pytest.raises(services.ProposalChanged, match="look again"):
+        services.accept(proposal, moderator, version=seen)
+    # A form without the version is refused too; the page's fresh version is accepted.
+    without = client.post(reverse("proposal-review", args=[proposal.pk]), {"decision": "accept"})
+    assertContains(without, "open the proposal again", status_code=400)
+    fresh = stale.context["review_form"].initial["version"]
+    assert fresh == Proposal.objects.get(pk=proposal.pk).version != seen
+    assertContains(review(client, proposal, "accept", version=fresh), "is on the MIT Indoor 67 board")
+    assert Result.objects.get(origin="reported").score == 95.0
+
+
+def test_the_same_number_from_two_contributors_is_accepted_once(board, proposal, moderator, make_user, proposal_data):
+    form = ProposalForm(proposal_data(method_name="dinov2 vit-g/14 (FROZEN)"))
+    assert form.is_valid(), form.errors
+    other = services.propose(make_user("dave"), form.proposal_data())    # not a duplicate yet: nothing accepted
+    first = services.accept(proposal, moderator)
+
+    with pytest.raises(services.ReviewRefused, match=rf"already on the MIT Indoor 67 board \(result #{first.pk}\)"):
+        services.accept(other, moderator)
+
+    other.refresh_from_db()
+    assert other.status == "pending" and other.result is None
+    assert Result.objects.filter(origin="reported").count() == 1
+    services.reject(other, moderator, f"a duplicate of result #{first.pk}")
+
+
+def test_a_failing_email_does_not_undo_the_review_or_fail_the_page(
+        client, proposal, contributor, moderator, proposal_data, monkeypatch, django_capture_on_commit_callbacks):
+    tried = []
+
+    def broken(*args, **kwargs):
+        tried.append(args)
+        raise RuntimeError("the mail server is on fire")
+
+    monkeypatch.setattr(services, "notify", broken)
+    with django_capture_on_commit_callbacks(execute=True):     # run once the review is committed, as in a request
+        result = services.review(proposal, moderator, "accept", "fine")
+    assert tried and tried[0][0] == contributor                 # the email was attempted, and failed
+    proposal.refresh_from_db()
+    assert proposal.status == "accepted" and proposal.result == result
+
+    # Through the page too: the next review's page answers, not a 500.
+    form = ProposalForm(proposal_data(method_name="Another number", score="70.0"))
+    assert form.is_valid(), form.errors
+    other = services.propose(contributor, form.proposal_data())
+    client.force_login(moderator)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = review(client, other, "reject", "not in the paper")
+    assertContains(response, f"Proposal #{other.pk}: rejected")
+    assert len(tried) == 2

@@ -162,3 +162,20 @@ def test_the_boards_protocol_filter_applies_to_the_pairs_and_the_chart(client, o
     papers_only = client.get("/datasets/digits/?protocol=reported")
     assertNotContains(papers_only, "not reproduced (Δ")
     assertNotContains(papers_only, "ResNet-50 (torchvision)")        # not in the chart's data either
+
+
+def test_the_submission_page_lists_no_pair_whose_paper_number_is_hidden(client, owner, digits, measured):
+    from leaderboard.insights.selectors import submission_measurements
+
+    shown = reproduction_link(owner, reported=reported(digits, "ResNet-50, as reported", 85.6), measured=measured)
+    hidden = reproduction_link(owner, reported=reported(digits, "ResNet-50, withdrawn", 90.0), measured=measured)
+    Result.objects.filter(pk=hidden.reported_id).update(is_public=False)
+    submission = measured.owner.submissions.get()
+
+    (linkable,) = submission_measurements(submission, owner)
+
+    assert linkable.pairs == [shown]
+    client.force_login(owner)
+    page = client.get(f"/submissions/{submission.pk}/")
+    assertContains(page, "ResNet-50, as reported")
+    assertNotContains(page, "ResNet-50, withdrawn")
