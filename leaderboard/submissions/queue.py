@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,6 +45,15 @@ WAITING_FOR_BROKER = "waiting for the broker"
 
 # ---- sending ------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def broker_connection():
+    """A fresh connection to the broker configured now, tried once: a dead broker fails within
+    CELERY_BROKER_CONNECTION_TIMEOUT instead of holding up the caller with retries."""
+    with celery_app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=0, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+        yield broker
+
+
 def job_send(job_id: int) -> bool:
     """Send a queued job's message; True if the broker took it. A broker outage is logged, not raised,
     and costs the caller at most the broker's connect timeout (CELERY_BROKER_CONNECTION_TIMEOUT).
@@ -59,9 +69,7 @@ def job_send(job_id: int) -> bool:
     if not mine.update(sent_at=timezone.now()):
         return False   # another sender claimed it
     try:
-        # A fresh connection to the broker configured now, tried once: a dead broker fails fast.
-        with celery_app.connection_for_write() as broker:
-            broker.ensure_connection(max_retries=0, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+        with broker_connection() as broker:
             celery_app.send_task(engine.EVALUATE_JOB_TASK, args=[job.pk], queue=job.queue, task_id=job.task_id,
                                  retry=False, connection=broker, ignore_result=True)
     except (BrokerError, RedisError, OSError, RuntimeError) as exc:
@@ -209,8 +217,7 @@ def broker_task_ids(queues) -> set[str] | None:
     per priority step) or delivered and not yet acknowledged (kombu's `unacked` hash, which also holds
     what workers prefetched). None when the broker is not Redis, is unreachable, or holds too many."""
     try:
-        with celery_app.connection_for_write() as broker:
-            broker.ensure_connection(max_retries=0, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+        with broker_connection() as broker:
             channel = broker.default_channel
             client = getattr(channel, "client", None)
             if client is None or not hasattr(channel, "_q_for_pri"):

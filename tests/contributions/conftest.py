@@ -60,3 +60,14 @@ def snapshot_copy(tmp_path) -> Path:
     target = tmp_path / "snapshot"
     shutil.copytree(SNAPSHOT_DIR, target)
     return target
+
+
+@pytest.fixture
+def proposal(board, contributor, proposal_data):
+    """One proposal through the form's own cleaning, waiting for review."""
+    from leaderboard.contributions import services
+    from leaderboard.contributions.forms import ProposalForm
+
+    form = ProposalForm(proposal_data())
+    assert form.is_valid(), form.errors
+    return services.propose(contributor, form.proposal_data())

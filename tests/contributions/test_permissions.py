@@ -13,13 +13,6 @@ from leaderboard.registry.models import Method, Result
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def proposal(board, contributor, proposal_data):
-    form = ProposalForm(proposal_data())
-    assert form.is_valid(), form.errors
-    return services.propose(contributor, form.proposal_data())
-
-
 def test_the_moderators_group_exists_and_decides_who_reviews(make_user, moderator, django_user_model):
     assert Group.objects.filter(name=MODERATORS).exists()      # created by the data migration
     staff = make_user("stan", staff=True)

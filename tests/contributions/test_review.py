@@ -13,13 +13,6 @@ from leaderboard.registry.models import Result
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def proposal(board, contributor, proposal_data):
-    form = ProposalForm(proposal_data())
-    assert form.is_valid(), form.errors
-    return services.propose(contributor, form.proposal_data())
-
-
 def review(client, proposal, decision, reason="", version=None):
     """The review form sent as the page gives it: with the version of the proposal it showed."""
     version = Proposal.objects.get(pk=proposal.pk).version if version is None else version

@@ -16,18 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 from django.conf import settings
 
 from leaderboard import launch
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 180   # migrate, the snapshot, collectstatic and a Celery worker, on a busy machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def redis_url() -> str | None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -21,12 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 GB = 1024 ** 3
 LIMIT = 20 * 1024 * 1024          # the installation's upload limit in this test (SHELFMARK_MAX_UPLOAD_BYTES)
 BLOCK = b"\0" * (1024 * 1024)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rss(pid: int) -> int:
@@ -38,7 +33,7 @@ def _rss(pid: int) -> int:
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DEBUG": "false", "SHELFMARK_MAX_UPLOAD_BYTES": str(LIMIT),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "SHELFMARK_VAR_DIR": str(tmp_path / "var"),
            "SHELFMARK_STATIC_MANIFEST": "false"}

