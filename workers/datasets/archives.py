@@ -145,6 +145,19 @@ def _zip_members(handle: zipfile.ZipFile, name: str) -> Iterator[tuple[zipfile.Z
             yield member, parts
 
 
+def _write_members(writer: _Writer, members) -> None:
+    """Write each (parts, is_dir, open) of an archive where `writer` puts it; tar and zip alike."""
+    for parts, is_dir, open_member in members:
+        path = writer.destination(parts, is_dir)
+        if path is None:
+            continue
+        if is_dir:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            with open_member() as source:
+                writer.write(source, path)
+
+
 def extract(archive: Path, target: Path, *, kind: str, label: str, max_bytes: int, into: str = "",
             flatten: bool = False, max_members: int = MAX_MEMBERS) -> int:
     """Extract `archive` (kind tar | zip) under `target/into`; returns the bytes written."""
@@ -153,25 +166,12 @@ def extract(archive: Path, target: Path, *, kind: str, label: str, max_bytes: in
     with _reading(archive, label):
         if kind == "tar":
             with tarfile.open(archive, "r|*") as handle:
-                for member, parts in _tar_members(handle, archive.name):
-                    path = writer.destination(parts, member.isdir())
-                    if path is None:
-                        continue
-                    if member.isdir():
-                        path.mkdir(parents=True, exist_ok=True)
-                    else:
-                        writer.write(handle.extractfile(member), path)
+                _write_members(writer, ((parts, member.isdir(), lambda member=member: handle.extractfile(member))
+                                        for member, parts in _tar_members(handle, archive.name)))
         elif kind == "zip":
             with zipfile.ZipFile(archive) as handle:
-                for member, parts in _zip_members(handle, archive.name):
-                    path = writer.destination(parts, member.is_dir())
-                    if path is None:
-                        continue
-                    if member.is_dir():
-                        path.mkdir(parents=True, exist_ok=True)
-                    else:
-                        with handle.open(member) as source:
-                            writer.write(source, path)
+                _write_members(writer, ((parts, member.is_dir(), lambda member=member: handle.open(member))
+                                        for member, parts in _zip_members(handle, archive.name)))
         else:
             raise DatasetError(f"{label}: cannot extract a {kind!r} archive")
     return writer.written
