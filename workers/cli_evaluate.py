@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     evaluate.add_argument("--cache", type=Path, help="feature cache folder")
+    evaluate.add_argument("--prepared", type=Path, metavar="DIR",
+                          help="prepared-images store: decode and resize once, reuse for every later model")
+    evaluate.add_argument("--solver", default="auto", choices=("auto", "sklearn", "torch"),
+                          help="protocols: torch (batched, on the device) or scikit-learn (the reference); "
+                               "auto: torch on CUDA, scikit-learn on CPU")
     evaluate.add_argument("--output-dir", type=Path, help="write features.npz (for reproduce.py) here")
     evaluate.add_argument("--out", type=Path, required=True, help="result JSON file ('-' for stdout)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,7 +83,7 @@ def spec_from_args(args: argparse.Namespace):
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
         decode=args.decode, protocols=args.protocols,
         data_options=get_benchmark(args.benchmark).parse_options(args.data_option),
-        cache_dir=args.cache, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
+        cache_dir=args.cache, prepared_dir=args.prepared, solver=args.solver, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
         whitening_dim=args.whitening_dim,
         output_dir=args.output_dir,
     )

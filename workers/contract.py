@@ -57,6 +57,13 @@ class EvaluationSpec:
     num_workers: int = 2
     decode: str = "auto"                 # auto | pil | gpu (nvjpeg on CUDA): see workers/extract.py
     cache_dir: Path | None = None     # feature cache; None = no cache
+    # prepared-images store (decoded, resized uint8 images, memory-mapped: workers/prepared.py), shared by
+    # every model whose preprocessing up to the resize matches; None = decode the files every time
+    prepared_dir: Path | None = None
+    # how the protocols are solved: auto (torch on CUDA, scikit-learn on CPU) | sklearn (the reference) | torch
+    solver: str = "auto"
+    # extraction in shards of this many images (each one feature-cache entry: workers/shards.py); 0 = whole splits
+    shard_size: int = 0
     output_dir: Path | None = None    # where the features/labels/splits of the result are written
 
 
