@@ -20,18 +20,25 @@ from django.conf import settings
 from leaderboard.submissions.models import EvaluationJob, Submission
 from workers import families, hub, protocol_catalog, uploads
 from workers.benchmarks import BENCHMARKS, PAPER, get_benchmark
-from workers.contract import EVALUATE_JOB_TASK, EngineError, EvaluationSpec, UploadRefused, json_safe
+from workers.contract import (
+    EVALUATE_JOB_TASK,
+    EXTRACT_SHARD_TASK,
+    EngineError,
+    EvaluationSpec,
+    UploadRefused,
+    json_safe,
+)
 from workers.datasets.base import DatasetError
 from workers.provenance import file_sha256
 
 __all__ = [
-    "EVALUATE_JOB_TASK", "PAPER", "DatasetError", "EngineError", "UploadRefused", "architectures", "benchmark_kind",
-    "builtin_models", "check_model_options", "data_root", "data_roots", "engine_architectures", "file_sha256",
-    "inspect_upload", "readout_help",
-    "job_output_dir", "job_spec", "json_safe", "library_architectures", "loader_workers", "model_folder",
-    "model_preview", "offered_protocols", "paper_multiclass", "protocol_choices", "protocol_detail",
-    "protocol_title", "protocol_version", "readouts", "resolve_multiclass", "resolve_protocols", "runnable_benchmarks",
-    "units_separable", "write_result_bundle",
+    "EVALUATE_JOB_TASK", "EXTRACT_SHARD_TASK", "PAPER", "DatasetError", "EngineError", "UploadRefused",
+    "architectures", "benchmark_kind", "builtin_models", "check_model_options", "data_root", "data_roots",
+    "engine_architectures", "file_sha256", "inspect_upload", "readout_help", "job_output_dir", "job_shard_plan",
+    "job_spec", "json_safe", "library_architectures", "loader_workers", "model_folder", "model_preview",
+    "offered_protocols", "paper_multiclass", "protocol_choices", "protocol_detail", "protocol_title",
+    "protocol_version", "readouts", "resolve_multiclass", "resolve_protocols", "runnable_benchmarks",
+    "shard_extract", "units_separable", "write_result_bundle",
 ]
 
 _UPLOAD_KINDS = {
@@ -223,6 +230,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         benchmark=job.benchmark,
         data_root=data_root(job.benchmark),
         cache_dir=Path(settings.SHELFMARK_FEATURE_CACHE) if job.use_feature_cache else None,
+        prepared_dir=Path(settings.SHELFMARK_PREPARED_DIR) if settings.SHELFMARK_PREPARED_DIR else None,
         output_dir=job_output_dir(job),
         num_workers=loader_workers(),
         multiclass=job.multiclass,
@@ -233,6 +241,8 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         hub_cache=Path(settings.SHELFMARK_HF_CACHE),
         hub_token=settings.SHELFMARK_HF_TOKEN,
         protocols=list(job.protocols) or None,
+        # read (and written) shard by shard: the shards' tasks fill the same cache entries (workers/shards.py)
+        shard_size=settings.SHELFMARK_SHARD_SIZE if job.use_feature_cache else 0,
     )
     if submission.source == Submission.Source.BUILTIN:
         spec.model, spec.random_init = pinned_model(submission), submission.random_init
@@ -245,6 +255,25 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
     elif submission.source == Submission.Source.FEATURES:
         spec.features = upload
     return spec
+
+
+def job_shard_plan(job: EvaluationJob) -> list[dict]:
+    """The extraction shards of a job (workers/shards.py) as plain dicts; []: not worth splitting (a small
+    benchmark, precomputed features, or a fresh re-run that bypasses the cache)."""
+    from workers.shards import plan
+
+    spec = job_spec(job)
+    if not spec.shard_size or spec.cache_dir is None:
+        return []
+    return [shard.to_dict() for shard in plan(spec)]
+
+
+def shard_extract(job: EvaluationJob, shard: dict, progress) -> dict:
+    """Extract one shard of a job into the shared feature cache; what it did (images, seconds, ...)."""
+    from workers.evaluate import extract_shard
+    from workers.shards import Shard
+
+    return extract_shard(job_spec(job), Shard(**shard), progress)
 
 
 def pinned_model(submission: Submission) -> str:

@@ -197,9 +197,15 @@ SHELFMARK_MAX_UPLOAD_BYTES = env_int("SHELFMARK_MAX_UPLOAD_BYTES", 2 * 1024**3)
 # Where the engine finds datasets (NAME=ROOT pairs, comma separated) and keeps its feature cache.
 SHELFMARK_DATA_ROOTS = env_str("SHELFMARK_DATA_ROOTS", "")
 SHELFMARK_FEATURE_CACHE = Path(env_str("SHELFMARK_FEATURE_CACHE", str(VAR_DIR / "features")))
+# Decoded, resized images (workers/prepared.py), shared by every later model with the same resize; "" = none.
+# Large: ~150 KB per image at 256 px (ImageNet-1k: ~200 GB), on a disk the workers share.
+SHELFMARK_PREPARED_DIR = env_str("SHELFMARK_PREPARED_DIR", str(VAR_DIR / "prepared"))
 
 # JPEG decoding in the workers: auto | pil | gpu (batched nvjpeg on CUDA; see workers/extract.py).
 SHELFMARK_DECODE = env_str("SHELFMARK_DECODE", "auto")
+# A job whose benchmark has more images to extract than this runs its extraction as shards of this many
+# images, one task each, on every worker of its queue (workers/shards.py); 0 = never shard.
+SHELFMARK_SHARD_SIZE = env_int("SHELFMARK_SHARD_SIZE", 10_000)
 # Models by Hub id: the Hugging Face cache web and workers share (configs and safetensors only), and a
 # token for gated or private repositories. HF_HUB_OFFLINE=1 makes them use the cache alone.
 SHELFMARK_HF_CACHE = Path(env_str("SHELFMARK_HF_CACHE", env_str("HF_HUB_CACHE", str(VAR_DIR / "hf-cache"))))

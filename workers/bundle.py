@@ -7,7 +7,8 @@ split), `protocol.json` (the protocol's name and settings, the recorded score an
 `provenance.json`, `reproduce.py` (a standalone copy of the protocols, metrics and the bootstrap) and
 `SHA256SUMS`. `python reproduce.py` checks the sums, recomputes the predictions with the recorded
 protocol, the score and the bootstrap interval, and exits 0 iff they equal the recorded ones (to
-1e-6; the linear probe solved with torch on a GPU is re-solved with scikit-learn, to 0.5 points).
+1e-6; a protocol solved with torch, the accelerator's path of the SVMs, the linear probe and k-NN, is
+re-solved with scikit-learn and numpy, to 0.5 points).
 Nothing here imports Django.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 TOLERANCE = 1e-6
-TORCH_SOLVER_TOLERANCE = 0.005   # a probe solved by torch's L-BFGS, re-solved by scikit-learn's
+TORCH_SOLVER_TOLERANCE = 0.005   # solved with torch (workers/accelerated.py), re-solved by scikit-learn / numpy
 
 
 def _sha256(data: bytes) -> str:

@@ -6,6 +6,7 @@
     python -m workers datasets status           (what runs here, its counts, how to add the rest)
     python -m workers evaluate ...          (registered by workers/cli_evaluate.py)
     python -m workers models [NAME]         (workers/cli_models.py)
+    python -m workers prepare BENCHMARK ... (decode and resize once for every model: workers/cli_prepare.py)
 
 Each command is a subparser whose handler returns an exit status. Failures a user can act on
 (`EngineError`) print one `error: ...` line on stderr and exit 1, without a traceback.
@@ -95,13 +96,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 # ---- entry point ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from workers import cli_models
+    from workers import cli_models, cli_prepare
 
     parser = argparse.ArgumentParser(prog="python -m workers", description="Shelfmark evaluation engine")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_datasets_parser(subparsers)
     add_evaluate_parser(subparsers)
     cli_models.register(subparsers)
+    cli_prepare.register(subparsers)
     return parser
 
 

@@ -83,7 +83,8 @@ def spec_from_args(args: argparse.Namespace):
         svm_c=args.svm_c, multiclass=args.multiclass, batch_size=args.batch_size, num_workers=args.workers,
         decode=args.decode, protocols=args.protocols,
         data_options=get_benchmark(args.benchmark).parse_options(args.data_option),
-        cache_dir=args.cache, prepared_dir=args.prepared, solver=args.solver, whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
+        cache_dir=args.cache, prepared_dir=args.prepared, solver=args.solver,
+        whitening_benchmark=args.whitening_benchmark, whitening_data=args.whitening_data,
         whitening_dim=args.whitening_dim,
         output_dir=args.output_dir,
     )

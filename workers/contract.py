@@ -15,6 +15,7 @@ from typing import Any
 
 
 EVALUATE_JOB_TASK = "shelfmark.evaluate_job"
+EXTRACT_SHARD_TASK = "shelfmark.extract_shard"   # one slice of a large job's extraction (workers/shards.py)
 REQUEUE_JOBS_TASK = "shelfmark.requeue_jobs"   # lost jobs queued again, pending ones sent
 
 

@@ -28,6 +28,7 @@ protocol saw, already post-processed (signed power, then L2 normalisation, as th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from workers.contract import (
 )
 from workers.datasets.base import ClassificationData, ImageRecord, RetrievalData
 from workers.protocols import PROTOCOL_VERSION, CosineRetrieval, LinearSVMClassification, postprocess
+from workers.shards import Shard, benchmark_data, by_shard, shard_records
 
 
 class _ModelFeatures:
@@ -57,6 +59,7 @@ class _ModelFeatures:
         from workers.extract import FeatureCache
         from workers.library_models import create_feature_model
         from workers.models import create_onnx_model
+        from workers.prepared import PreparedStore
 
         def downloaded(done: int, total: int, what: str) -> None:
             progress(Progress("downloading", done, total, message=what))
@@ -76,16 +79,26 @@ class _ModelFeatures:
             raise EngineError("nothing to evaluate: give a model name, an ONNX file or a features file")
         self.spec, self.device, self.progress = spec, device, progress
         self.cache = FeatureCache(spec.cache_dir) if spec.cache_dir else None
+        # decoded, resized images shared by every model with the same resize (workers/prepared.py)
+        self.prepared = PreparedStore(spec.prepared_dir) if spec.prepared_dir else None
         self.extract_seconds = 0.0
         self.images_extracted = 0
         self.extraction: dict = {}   # the extractor's pipeline settings (decode: pil | nvjpeg), for provenance
 
     def describe(self) -> dict:
-        keys = ("extractor_version", "decode", "jpeg_decode", "precision", "memory_format", "gpu_micro_batch")
+        keys = ("extractor_version", "decode", "jpeg_decode", "jpeg_decoder", "precision", "memory_format",
+                "gpu_micro_batch", "prepared_store")
         extraction = {k: self.extraction[k] for k in keys if k in self.extraction}
         return {**self.model.describe(), "source": "onnx" if self.spec.onnx else "model", "extraction": extraction}
 
     def features(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
+                 jitter: str | None) -> np.ndarray:
+        """The records' features, shard by shard when `spec.shard_size` is set (each shard one cache entry,
+        as the shards' tasks wrote them: workers/shards.py)."""
+        return by_shard(lambda part: self._extract(part, dataset=dataset, split=split, jitter=jitter), records,
+                        self.spec.shard_size)
+
+    def _extract(self, records: Sequence[ImageRecord], *, dataset: str, split: str,
                  jitter: str | None) -> np.ndarray:
         from workers.extract import extract_features
 
@@ -94,7 +107,7 @@ class _ModelFeatures:
         out = extract_features(
             self.model, records, device=self.device, batch_size=self.spec.batch_size,
             num_workers=self.spec.num_workers, jitter=jitter, cache=self.cache, dataset=dataset, split=split,
-            progress=self.progress, decode=self.spec.decode, settings_out=self.extraction,
+            progress=self.progress, decode=self.spec.decode, prepared=self.prepared, settings_out=self.extraction,
         )
         if not self.cache or self.cache.hits == hits:   # extracted now, not read from the cache
             self.extract_seconds += time.perf_counter() - start
@@ -205,7 +218,9 @@ def run_evaluation(spec: EvaluationSpec, progress: ProgressCallback | None = Non
     described = source.describe()
     result.provenance = json_safe({
         **provenance.collect(device, described, PROTOCOL_VERSION),
-        "benchmark_info": {key: value for key, value in data.info.items() if key != "revisited_gnd"},
+        # not the ground truth nor ImageNet's 1,000 class descriptions: every result would carry them
+        "benchmark_info": {key: value for key, value in data.info.items()
+                           if key not in ("revisited_gnd", "class_words")},
     })
     if isinstance(source, _PrecomputedFeatures):
         result.provenance["features_file"] = {
@@ -254,27 +269,18 @@ def _finish_features(spec: EvaluationSpec, features: np.ndarray) -> np.ndarray:
     return postprocess(features, power_norm=spec.power_norm, l2=spec.l2_normalize)
 
 
-def _partitions(data: ClassificationData) -> list[tuple[str, str]]:
-    if data.partitions <= 1:
-        return [(data.train_split, data.test_split)]
-    pairs = [(f"train_{k}", f"test_{k}") for k in range(1, data.partitions + 1)]
-    missing = [s for pair in pairs for s in pair if s not in data.splits]
-    if missing:
-        raise EngineError(f"{data.name}: partition split {missing[0]!r} missing")
-    return pairs
-
-
 def _classification_protocol(name: str, spec: EvaluationSpec, multiclass: str, device: str):
     from workers.probes import FewShot, KNNClassification, LinearProbe
 
+    solver = spec.solver   # auto: torch on CUDA, scikit-learn on CPU (each protocol resolves it)
     if name == "svm":
-        return LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass)
+        return LinearSVMClassification(svm_c=spec.svm_c, multiclass=multiclass, solver=solver, device=device)
     if name == "knn":
-        return KNNClassification()
+        return KNNClassification(solver=solver, device=device)
     if name == "linear_probe":
-        return LinearProbe(device=device)
+        return LinearProbe(solver=solver, device=device)
     if name == "fewshot":
-        return FewShot(device=device)
+        return FewShot(solver=solver, device=device)
     raise EngineError(f"{name} is not a classification protocol")
 
 
@@ -286,7 +292,7 @@ def _classification(spec, name, data: ClassificationData, source, report, timing
     first_arrays = None
     timings.setdefault("extracting", 0.0)
     timings.setdefault("training", 0.0)
-    partitions = _partitions(data)
+    partitions = data.partition_splits()
     for k, (train_split, test_split) in enumerate(partitions, start=1):
         clock = time.perf_counter()
         train_records, test_records = data.splits[train_split], data.splits[test_split]
@@ -443,3 +449,24 @@ def _write_artifacts(spec, result: EvaluationResult, kind: str, arrays: dict, re
         confidence.save_units(units_path, entry["units"])
         entry["artifacts"] = {"units.npz": str(units_path)}
         result.artifacts[f"units_{entry['name']}.npz"] = str(units_path)
+
+
+def extract_shard(spec: EvaluationSpec, shard: Shard, progress: ProgressCallback | None = None) -> dict:
+    """Extract one shard of `spec`'s images into its feature cache, where `run_evaluation` (with the same
+    `shard_size`) reads it back (workers/shards.py). Returns images, seconds, images/s, from_cache."""
+    from workers.extract import resolve_device
+
+    if spec.cache_dir is None:
+        raise EngineError("a shard is extracted into the feature cache: the spec names none")
+    report = progress or (lambda _p: None)
+    benchmark = get_benchmark(spec.benchmark)
+    records = shard_records(spec, benchmark_data(spec), shard)
+    report(Progress("loading_model", message=spec.model or "model"))
+    whole = dataclasses.replace(spec, shard_size=0)   # this shard is one cache entry
+    source = _ModelFeatures(whole, resolve_device(spec.device), report)
+    clock = time.perf_counter()
+    source.features(records, dataset=benchmark.name, split=shard.split, jitter=shard.jitter)
+    seconds = time.perf_counter() - clock
+    cached = source.images_extracted == 0
+    return {"images": len(records), "seconds": round(seconds, 3), "from_cache": cached,
+            "images_per_second": round(len(records) / seconds, 2) if seconds > 0 and not cached else 0.0}

@@ -12,6 +12,20 @@ Two decode pipelines, chosen by `extract_features(decode=...)`:
   "auto" (the default) is "pil" for now: see AUTO_DEVICE_DECODE for the measurement that says so.
 The two resize differently (within a few grey levels), so the pipeline is part of the settings:
 of the feature cache key and of the recorded provenance.
+
+The "pil" pipeline's JPEG decoder (`jpeg_decoder=`): "pil" (libjpeg-turbo through PIL, in draft mode)
+or "simplejpeg" (libjpeg-turbo through simplejpeg, DCT-scaled by the same 1/2, 1/4, 1/8 rule as PIL's
+draft, then the same PIL resize). Both are libjpeg-turbo with the same IDCT and upsampling, and
+decode to the same pixels here; simplejpeg skips PIL's file parsing and mode conversion. Anything
+simplejpeg doesn't take (non-JPEGs, CMYK, 12-bit, arithmetic-coded, a file it refuses; images cropped
+to a box) goes to PIL. "auto" is `AUTO_JPEG_DECODER` (see the measurement there). The decoder is part
+of the settings whenever it is not PIL and files are decoded, so a change of decoder never serves
+cached features.
+
+A prepared-images store (`prepared=`, workers/prepared.py) keeps every image decoded and resized
+once, memory-mapped; later models whose preprocessing up to the resize is the same read it instead
+of the files, and crop at batch time. Its features are the "pil" pipeline's, bit for bit (the crop
+of a uint8 image is exact), so it is not part of the settings.
 Normalisation happens on the device. On CUDA: bf16 autocast, channels_last, non-blocking copies.
 On CPU: fp32 (channels_last too: it is faster for these convnets on CPU).
 
@@ -28,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +64,14 @@ CPU_MICRO_BATCH = 4
 _JITTER_SCALE = 1.14
 _INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 DECODE_MODES = ("auto", "pil", "gpu")
+JPEG_DECODERS = ("auto", "pil", "simplejpeg")
+# What jpeg_decoder="auto" means: PIL. simplejpeg decodes to the same pixels (both are libjpeg-turbo with
+# DCT scaling: PIL's draft mode already has the 1/2, 1/4, 1/8 decode) and does not beat it by a margin worth a
+# new cache key for every file-based set: bench/extract.py's decoder rows (2 shared cores, CPU time per image,
+# decoders interleaved image by image, resized to 224 bicubic / 256 bilinear), simplejpeg / PIL time:
+# 500 x 375 JPEGs 0.98-1.00 (3.3-3.7 ms each), 2500 x 1875 ones 0.95-0.97 (9-10 ms each); end to end with
+# EfficientNet-Lite0 on CPU the same within noise (alternated runs: 40-49 images/s both).
+AUTO_JPEG_DECODER = "pil"
 # Whether "auto" picks the device pipeline on CUDA (when nvjpeg works there). Off: on an H200 with
 # 16 cores (torch 2.11, torchvision 0.26, EfficientNet-Lite0, batch 128) nvjpeg end-to-end ran 567
 # images/s against 1268 for PIL in 14 workers (~500 x 375 JPEGs), 148 vs 258 (2500 x 1875):
@@ -71,6 +94,16 @@ class FeatureExtractor(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
+class ImageStore(Protocol):
+    """A prepared-images store (workers/prepared.py `PreparedStore`): the records' decoded, resized images,
+    served as view batches for a model's crop (`building` on first use). Named here by its shape only, so
+    the store may use this module's preprocessing without an import circle."""
+
+    def source(self, records: Sequence[ImageRecord], config: DataConfig, jitter: bool, *, dataset: str = "",
+               split: str = "", jpeg_decoder: str = "auto", batch_size: int = 32, num_workers: int = 2,
+               pin: bool = False): ...
+
+
 def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,24 +114,28 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def load_image(record: ImageRecord, draft_size: int | None = None) -> Image.Image:
+def load_image(record: ImageRecord, draft_size: int | None = None, decoder: str = "pil") -> Image.Image:
     """The record's image as RGB, cropped to its box when it has one.
 
     `draft_size`: let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale while both sides stay at least
     that size (PIL's draft mode). A 3264 x 2448 Holidays photo resized to 256 anyway then decodes
     several times faster, which is what keeps a GPU fed. Not used with a box (its coordinates are
     in full-resolution pixels).
+    `decoder`: "pil", or "simplejpeg" for the JPEGs it takes without a box (the same scale rule; PIL for
+    the rest, so an image cropped to a box is decoded as the device pipeline's fallback decodes it).
     """
     if record.pixels is not None:
         image = Image.fromarray(np.ascontiguousarray(record.pixels))
     elif record.path is not None:
-        try:
-            image = Image.open(record.path)
-            if draft_size and record.box is None and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"cannot read image {record.id} ({record.path}): {exc}") from None
+        image = _simplejpeg_image(record, draft_size) if decoder == "simplejpeg" and record.box is None else None
+        if image is None:
+            try:
+                image = Image.open(record.path)
+                if draft_size and record.box is None and image.format == "JPEG":
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"cannot read image {record.id} ({record.path}): {exc}") from None
     else:
         raise EngineError(f"image {record.id} has neither a path nor pixels")
     image = image.convert("RGB")
@@ -106,6 +143,61 @@ def load_image(record: ImageRecord, draft_size: int | None = None) -> Image.Imag
         x1, y1, x2, y2 = record.box
         image = image.crop((round(x1), round(y1), round(x2), round(y2)))
     return image
+
+
+def draft_scale(width: int, height: int, draft_size: int | None) -> int:
+    """The JPEG scale-down factor (1, 2, 4 or 8) PIL's draft mode picks: the largest that keeps both sides
+    at least `draft_size` (JpegImagePlugin.draft), 1 without a draft size."""
+    if not draft_size:
+        return 1
+    scale = min(width // draft_size, height // draft_size)
+    return next((factor for factor in (8, 4, 2) if scale >= factor), 1)
+
+
+@lru_cache(maxsize=1)
+def simplejpeg_available() -> bool:
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _simplejpeg_image(record: ImageRecord, draft_size: int | None) -> Image.Image | None:
+    """The record's JPEG (no box) decoded by simplejpeg at PIL's draft scale; None where PIL should decode
+    it (not a plain 8-bit Huffman JPEG in gray or YCbCr, or one simplejpeg refuses)."""
+    try:
+        data = Path(record.path).read_bytes()
+    except OSError as exc:
+        raise EngineError(f"cannot read image {record.id} ({record.path}): {exc}") from None
+    if not device_decodable(data):   # CMYK/YCCK, 12-bit, arithmetic-coded, not a JPEG: PIL converts them right
+        return None
+    import simplejpeg
+
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        factor = draft_scale(width, height, draft_size)
+        shape = (-(-height // factor), -(-width // factor))   # PIL's draft size: rounded up
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=shape[0], min_width=shape[1],
+                                        min_factor=factor)
+    except ValueError:
+        return None   # simplejpeg refuses it (corrupt, truncated, unsupported): PIL decides
+    if pixels.shape[:2] != shape:
+        return None
+    return Image.fromarray(pixels)
+
+
+def resolve_jpeg_decoder(decoder: str) -> str:
+    """The decoder `decoder` ("auto" | "pil" | "simplejpeg") means here: "pil" or "simplejpeg"."""
+    if decoder not in JPEG_DECODERS:
+        raise EngineError(f"unknown JPEG decoder {decoder!r}: use auto, pil or simplejpeg")
+    if decoder == "auto":
+        decoder = AUTO_JPEG_DECODER
+        if decoder == "simplejpeg" and not simplejpeg_available():
+            return "pil"
+    if decoder == "simplejpeg" and not simplejpeg_available():
+        raise EngineError("jpeg_decoder='simplejpeg' asked for, but simplejpeg is not installed")
+    return decoder
 
 
 def resized_shape(width: int, height: int, size: int, mode: str) -> tuple[int, int]:
@@ -166,10 +258,11 @@ def preprocess(image: Image.Image, config: DataConfig, jitter: bool = False) -> 
 class _Records(torch.utils.data.Dataset):
     """The records and the preprocessing they get; subclasses say what a worker returns per record."""
 
-    def __init__(self, records: Sequence[ImageRecord], config: DataConfig, jitter: bool):
+    def __init__(self, records: Sequence[ImageRecord], config: DataConfig, jitter: bool, decoder: str = "pil"):
         self.records = list(records)
         self.config = config
         self.jitter = jitter
+        self.decoder = decoder   # the JPEG decoder of the PIL path: pil | simplejpeg
 
     def __len__(self) -> int:
         return len(self.records)
@@ -179,8 +272,8 @@ class ImageViews(_Records):
     """The records as uint8 view stacks; runs in DataLoader workers."""
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return preprocess(load_image(self.records[index], draft_size=decode_size(self.config, self.jitter)),
-                          self.config, self.jitter)
+        return preprocess(load_image(self.records[index], draft_size=decode_size(self.config, self.jitter),
+                                     decoder=self.decoder), self.config, self.jitter)
 
 
 def decode_size(config: DataConfig, jitter: bool) -> int:
@@ -192,10 +285,13 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)   # decoding is single-threaded PIL; leave the cores to the forward pass
 
 
-def pipeline_settings(model: FeatureExtractor, *, jitter: str | None, decode: str = "pil") -> dict:
+def pipeline_settings(model: FeatureExtractor, *, jitter: str | None, decode: str = "pil",
+                      jpeg_decoder: str | None = None) -> dict:
     """Everything about extraction that changes the features (the cache key, minus the images).
 
     `decode`: the resolved pipeline, "pil", "nvjpeg" or "torchvision-cpu" (see `resolve_decode`).
+    `jpeg_decoder`: the PIL pipeline's JPEG decoder where files are decoded ("pil" | "simplejpeg");
+    recorded when it is not PIL (so the keys of features decoded by PIL stay what they were).
     """
     describe = getattr(model, "describe", None)
     info = describe() if describe else {"data_config": model.data_config.to_dict()}
@@ -215,6 +311,10 @@ def pipeline_settings(model: FeatureExtractor, *, jitter: str | None, decode: st
         "decode": decode,
         "jpeg_decode": jpeg_decode,
     }
+    if decode == "pil" and jpeg_decoder not in (None, "pil"):
+        settings["jpeg_decoder"] = jpeg_decoder
+        settings["jpeg_decode"] = (f"{jpeg_decoder}, DCT-scaled by PIL's draft rule to the resize size; PIL for "
+                                   "non-JPEGs, CMYK, 12-bit and arithmetic-coded JPEGs")
     if info.get("readout"):   # library families: what the vector is read from (CLS, mean, projected, ...)
         settings["readout"] = info["readout"]
     return settings
@@ -408,6 +508,17 @@ def decode_on_device(batch: EncodedBatch, records: Sequence[ImageRecord], config
     return out
 
 
+def cache_key(dataset: str, split: str, settings: dict, ids: Sequence[str]) -> str:
+    """sha256 of a split's images (their ids, in order) and the settings that make what is stored of them:
+    the key of the feature cache and of the prepared-images store."""
+    canonical = json.dumps(
+        {"dataset": dataset, "split": split, "settings": settings,
+         "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()},
+        sort_keys=True, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class FeatureCache:
     """float16 features on disk, keyed by model hash + dataset + split + pipeline settings + image ids."""
 
@@ -417,12 +528,7 @@ class FeatureCache:
 
     @staticmethod
     def key(dataset: str, split: str, settings: dict, ids: Sequence[str]) -> str:
-        canonical = json.dumps(
-            {"dataset": dataset, "split": split, "settings": settings,
-             "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()},
-            sort_keys=True, separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return cache_key(dataset, split, settings, ids)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
@@ -436,7 +542,7 @@ class FeatureCache:
                 if list(stored["ids"]) != list(ids):
                     return None
                 return stored["features"].astype(np.float32)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
             return None   # a damaged entry is re-extracted
 
     def store(self, key: str, ids: Sequence[str], features: np.ndarray, settings: dict) -> None:
@@ -460,20 +566,28 @@ def extract_features(
     dataset: str = "",
     split: str = "",
     decode: str = "auto",
+    jpeg_decoder: str = "auto",
+    prepared: ImageStore | None = None,
     settings_out: dict | None = None,
 ) -> np.ndarray:
     """Features of `records`: (N, D) float32, or (N, V, D) with `jitter="keep"`.
 
     jitter: None | "average" | "keep". The cache (when given) is consulted first and filled after.
-    decode: "auto" | "pil" | "gpu" (see the module's docstring). `settings_out`, when given, is
+    decode: "auto" | "pil" | "gpu" (see the module's docstring); jpeg_decoder: "auto" | "pil" |
+    "simplejpeg", the PIL pipeline's. `prepared`: a prepared-images store (or its folder), for the
+    PIL pipeline: built on first use (the images are decoded and resized once, while this model
+    runs on them), read by every later model with the same resize. `settings_out`, when given, is
     filled with the pipeline settings used (for provenance).
     """
     if jitter not in (None, "average", "keep"):
         raise EngineError(f"unknown jitter mode {jitter!r}: use average or keep")
     device = resolve_device(device)
     pipeline = resolve_decode(decode, device)
+    decoder = resolve_jpeg_decoder(jpeg_decoder)
+    files = any(record.path is not None and record.box is None for record in records)   # what a decoder decodes
     ids = [record.id for record in records]
-    settings = {**pipeline_settings(model, jitter=jitter, decode=pipeline), **precision(model, device)}
+    settings = {**pipeline_settings(model, jitter=jitter, decode=pipeline, jpeg_decoder=decoder if files else None),
+                **precision(model, device)}
     if settings_out is not None:
         settings_out.update(settings)
     key = FeatureCache.key(dataset, split, settings, ids) if cache is not None else None
@@ -486,8 +600,18 @@ def extract_features(
             return cached
 
     fit = MemoryFit()
-    features = _run(model, records, device, batch_size, num_workers, jitter is not None, progress, split,
-                    on_device_decode=pipeline != "pil", fit=fit)
+    batches, message = None, split
+    # in-memory pixels (the demo sets) cost no decoding: nothing to prepare
+    if prepared is not None and pipeline == "pil" and any(record.path is not None for record in records):
+        source = prepared.source(records, model.data_config, jitter is not None, dataset=dataset, split=split,
+                              jpeg_decoder=decoder, batch_size=batch_size, num_workers=num_workers,
+                              pin=device == "cuda")
+        batches = source
+        message = f"{split}: preparing images (first use)" if source.building else f"{split}: prepared images"
+        if settings_out is not None:
+            settings_out["prepared_store"] = "built" if source.building else "read"
+    features = _run(model, records, device, batch_size, num_workers, jitter is not None, progress, message,
+                    on_device_decode=pipeline != "pil", fit=fit, decoder=decoder, batches=batches)
     if settings_out is not None and fit.size:
         settings_out["gpu_micro_batch"] = fit.size
     features = features.astype(np.float16).astype(np.float32)
@@ -544,7 +668,11 @@ def precision(model, device: str) -> dict:
 
 
 def _run(model, records, device, batch_size, num_workers, jitter, progress, split, *,
-         on_device_decode: bool = False, fit: MemoryFit | None = None) -> np.ndarray:
+         on_device_decode: bool = False, fit: MemoryFit | None = None, decoder: str = "pil",
+         batches=None) -> np.ndarray:
+    """The model on every record's views: (N, V, D). `batches`: (n, V, 3, S, S) uint8 view batches
+    in the records' order from elsewhere (a prepared-images store) instead of a DataLoader of the files;
+    `split` is what progress reports say."""
     if not records:
         raise EngineError(f"no images to extract ({split or 'split'} is empty)")
     config = model.data_config
@@ -553,8 +681,8 @@ def _run(model, records, device, batch_size, num_workers, jitter, progress, spli
     if is_torch:
         model.eval().to(device)
         model.to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(
-        (EncodedImages if on_device_decode else ImageViews)(records, config, jitter),
+    loader = batches if batches is not None else torch.utils.data.DataLoader(
+        EncodedImages(records, config, jitter) if on_device_decode else ImageViews(records, config, jitter, decoder),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from workers.contract import EngineError
-from workers.protocols import ProtocolOutcome, UnitOutputs, postprocess
+from workers.protocols import ProtocolOutcome, UnitOutputs, postprocess, resolve_solver
 
 KNN_VERSION = "shelfmark-knn/1.0"
 LINEAR_PROBE_VERSION = "shelfmark-linear-probe/1.0"
@@ -73,20 +73,24 @@ class KNNClassification:
     k : the headline number of neighbours (20).
     temperature : T in exp(similarity / T) (0.07).
     ks : every k reported in the settings (10, 20, 100, 200; those above the training size are capped).
+    solver : "sklearn" (numpy, the reference: stable sort), "torch" (GEMM + top-k on `device`,
+        `workers.accelerated.knn_votes`; ties may order differently), or "auto" (torch on CUDA).
     """
 
     name = "knn"
 
     def __init__(self, k: int = 20, temperature: float = 0.07, ks: Sequence[int] = (10, 20, 100, 200),
-                 chunk: int = 1024):
+                 chunk: int = 1024, solver: str = "auto", device: str = "cpu"):
         if k < 1 or temperature <= 0:
             raise EngineError("k-NN needs k >= 1 and a temperature > 0")
         self.k, self.temperature, self.ks, self.chunk = k, temperature, tuple(sorted(set(ks) | {k})), chunk
+        self.device, self.solver = device, resolve_solver(solver, device)
 
     def settings(self) -> dict[str, Any]:
         return {"protocol": self.name, "protocol_version": KNN_VERSION, "k": self.k, "temperature": self.temperature,
                 "ks": list(self.ks), "similarity": "cosine (L2-normalised dot product)",
-                "vote": "exp(similarity / temperature), summed per class"}
+                "vote": "exp(similarity / temperature), summed per class", "solver": self.solver,
+                "search": "torch matmul + topk" if self.solver == "torch" else "numpy matmul + stable argsort"}
 
     def votes(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, n_classes: int,
               multilabel: bool) -> dict[int, np.ndarray]:
@@ -95,6 +99,10 @@ class KNNClassification:
         train_y: (n,) class indices, or (n, C) of 1/-1/0 (a neighbour votes for the classes it has)."""
         train = postprocess(train_x)
         test = postprocess(test_x)
+        if self.solver == "torch":
+            from workers.accelerated import knn_votes
+
+            return knn_votes(train, train_y, test, n_classes, self.ks, self.temperature, multilabel, self.device)
         widest = min(max(self.ks), len(train))
         out = {k: np.zeros((len(test), n_classes), dtype=np.float64) for k in self.ks}
         for start in range(0, len(test), self.chunk):
@@ -227,11 +235,9 @@ class LinearProbe:
     def __init__(self, c_grid: Sequence[float] = DEFAULT_PROBE_C_GRID, c: float | None = None,
                  validation_fraction: float = 0.2, max_iter: int = 1000, solver: str = "auto", device: str = "cpu",
                  seed: int = 0):
-        if solver not in ("auto", "sklearn", "torch"):
-            raise EngineError(f"unknown linear-probe solver {solver!r}: use auto, sklearn or torch")
         self.c_grid, self.c, self.validation_fraction = tuple(c_grid), c, validation_fraction
         self.max_iter, self.device, self.seed = max_iter, device, seed
-        self.solver = ("torch" if device == "cuda" else "sklearn") if solver == "auto" else solver
+        self.solver = resolve_solver(solver, device)
 
     def settings(self) -> dict[str, Any]:
         return {"protocol": self.name, "protocol_version": LINEAR_PROBE_VERSION,
@@ -265,19 +271,21 @@ class LinearProbe:
         if multilabel:
             return self._run_multilabel(x, y, test, np.asarray(test_y), classes, train_groups)
         present = np.unique(y)
-        chosen, validation_scores = self.c, {}
+        chosen, validation_scores, warm = self.c, {}, {}
         if chosen is None:
             fit, held = _validation_split(y, self.validation_fraction, self.seed, groups=train_groups)
             if len(held) == 0 or len(np.unique(y[fit])) < 2:
                 chosen = 1.0
             else:
-                for c in self.c_grid:
-                    model = self._fit(x[fit], y[fit], c, len(classes))
+                for c in self.c_grid:   # torch: each C warm-started from the previous C's optimum
+                    model = self._fit(x[fit], y[fit], c, len(classes), warm.get("last"))
+                    if self.solver == "torch":
+                        warm[c] = warm["last"] = (model.coef_, model.intercept_)
                     validation_scores[str(c)] = _score(y[held], self._predict(model, x[held], present), classes)[0]
                 chosen = max(self.c_grid, key=lambda c: (validation_scores[str(c)], -c))
         if len(present) < 2:
             raise EngineError("a linear probe needs training images of at least two classes")
-        model = self._fit(x, y, chosen, len(classes))
+        model = self._fit(x, y, chosen, len(classes), warm.get(chosen))
         predictions = self._predict(model, test, present)
         score, per_class = _score(np.asarray(test_y), predictions, classes)
         settings = {**self.settings(), "chosen_c": float(chosen), "validation_scores": validation_scores,

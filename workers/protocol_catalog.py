@@ -7,7 +7,9 @@
                      on Revisited Oxford / Paris: easy, medium, hard
 
 Defaults: classification runs svm, knn and linear_probe; retrieval runs ranking; the revisited
-sets run easy, medium and hard. One job gives one result per protocol. Nothing here imports torch.
+sets run easy, medium and hard. A benchmark may set its own (BENCHMARK_DEFAULTS): ImageNet-1k runs
+linear_probe and knn, the field's protocols there (13 LinearSVC fits on 1.28 M images are not; svm
+can still be asked for). One job gives one result per protocol. Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ PROTOCOLS: dict[str, ProtocolInfo] = {info.name: info for info in (
 )}
 DEFAULTS = {CLASSIFICATION: ("svm", "knn", "linear_probe"), RETRIEVAL: ("ranking",),
             "revisited": ("easy", "medium", "hard")}
+# Per benchmark, where its defaults differ from its kind's (the first is the job's headline result).
+BENCHMARK_DEFAULTS = {"imagenet1k": ("linear_probe", "knn")}
 
 
 def _is_revisited(metric: str) -> bool:
@@ -52,7 +56,9 @@ def applicable(kind: str, metric: str) -> list[str]:
             if info.kind == kind and (info.revisited == revisited or kind == CLASSIFICATION)]
 
 
-def default_protocols(kind: str, metric: str) -> list[str]:
+def default_protocols(kind: str, metric: str, benchmark: str = "") -> list[str]:
+    if benchmark in BENCHMARK_DEFAULTS:
+        return list(BENCHMARK_DEFAULTS[benchmark])
     return list(DEFAULTS["revisited" if _is_revisited(metric) else kind])
 
 
@@ -60,7 +66,7 @@ def resolve(kind: str, metric: str, requested: list[str] | tuple[str, ...] | Non
     """The protocols to run: `requested` (checked, in the catalog's order, without repeats) or the
     benchmark's defaults. A name this benchmark cannot run is refused, naming the ones it can."""
     if not requested:
-        return default_protocols(kind, metric)
+        return default_protocols(kind, metric, benchmark)
     unknown = [name for name in requested if name not in PROTOCOLS]
     if unknown:
         raise EngineError(f"unknown protocol {unknown[0]!r}; known: {', '.join(PROTOCOLS)}")

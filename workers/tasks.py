@@ -19,7 +19,7 @@ from celery import bootsteps, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
-from workers.contract import EVALUATE_JOB_TASK, REQUEUE_JOBS_TASK
+from workers.contract import EVALUATE_JOB_TASK, EXTRACT_SHARD_TASK, REQUEUE_JOBS_TASK
 from workers.provenance import hardware_label
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def evaluate_job(self, job_id: int) -> str:
     from workers.evaluate import run_evaluation
 
     from leaderboard.submissions.queue import JobHeartbeat
+    from leaderboard.submissions.shards import job_shards_start
 
     transient = _transient_errors()
     task_id = self.request.id or ""
@@ -58,6 +59,8 @@ def evaluate_job(self, job_id: int) -> str:
     started = time.monotonic()
     try:
         with JobHeartbeat(job_id, task_id, worker=self.request.hostname or ""):
+            if job_shards_start(job_id, task_id):   # a large benchmark: its shards first, on every worker
+                return "extracting in shards"
             evaluation = run_evaluation(engine.job_spec(job), services.ProgressWriter(job_id, task_id=task_id))
     except services.JobCancelled:
         return "cancelled"
@@ -84,13 +87,57 @@ def evaluate_job(self, job_id: int) -> str:
     return "done"
 
 
+@shared_task(bind=True, name=EXTRACT_SHARD_TASK, max_retries=3, acks_late=True, reject_on_worker_lost=True)
+def extract_shard(self, shard_id: int) -> str:
+    """Extract one shard of a large job into the shared feature cache (workers/shards.py); the last shard
+    in sends the job's scoring step (leaderboard/submissions/shards.py)."""
+    from leaderboard import engine
+    from leaderboard.submissions import shards
+    from leaderboard.submissions.queue import ShardHeartbeat
+    from leaderboard.submissions.services import JobCancelled
+    from workers.contract import EngineError
+
+    transient = _transient_errors()
+    task_id = self.request.id or ""
+    try:
+        shard = shards.shard_begin(shard_id, task_id=task_id, worker=self.request.hostname or "", pid=os.getpid())
+    except transient as exc:
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    if shard is None:
+        return "dropped"
+    try:
+        with ShardHeartbeat(shard_id, task_id, worker=self.request.hostname or ""):
+            outcome = engine.shard_extract(shard.job, {"split": shard.split, "start": shard.start, "stop": shard.stop,
+                                                       "jitter": shard.jitter or None},
+                                           shards.ShardProgress(shard_id, task_id))
+    except JobCancelled:
+        return "cancelled"
+    except EngineError as exc:
+        shards.shard_fail(shard_id, task_id, str(exc) or type(exc).__name__, traceback.format_exc())
+        return "failed"
+    except SoftTimeLimitExceeded:
+        shards.shard_fail(shard_id, task_id, "it ran past its time limit", traceback.format_exc())
+        return "failed"
+    except transient as exc:
+        if self.request.retries < self.max_retries and shards.shard_release(shard_id, task_id, f"retrying: {exc}"):
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+        shards.shard_fail(shard_id, task_id, f"{exc} (after {self.request.retries} retries)", traceback.format_exc())
+        return "failed"
+    except Exception:
+        log.exception("shard %s: unexpected error", shard_id)
+        shards.shard_fail(shard_id, task_id, INTERNAL_ERROR, traceback.format_exc())
+        return "failed"
+    shards.shard_complete(shard_id, task_id, outcome)
+    return "done"
+
+
 @shared_task(name=REQUEUE_JOBS_TASK)
 def requeue_jobs() -> dict:
     """Queue again the jobs whose worker died and send those that waited for the broker
     (leaderboard/submissions/queue.py). Scheduled by celery beat every SHELFMARK_REQUEUE_INTERVAL_S
     (leaderboard/celery.py); each worker's `QueueWatch` runs the same, and so does
     `manage.py requeue_pending`."""
-    from leaderboard.submissions.queue import requeue_jobs as requeue
+    from leaderboard.submissions.reaper import requeue_jobs as requeue
 
     return requeue()
 
@@ -137,7 +184,7 @@ class QueueWatch(bootsteps.StartStopStep):
     def tick(self, worker):
         from django.conf import settings
 
-        from leaderboard.submissions.queue import requeue_jobs as requeue
+        from leaderboard.submissions.reaper import requeue_jobs as requeue
         from leaderboard.submissions.queue import worker_seen
 
         try:
@@ -160,10 +207,12 @@ def requeue_on_worker_start(sender=None, **kwargs) -> None:
     """A worker coming up: the jobs its previous process was running are queued again at once (no
     need to wait for their heartbeat to time out), and what waited for the broker is sent."""
     from leaderboard.submissions.queue import jobs_requeue_lost_on
-    from leaderboard.submissions.queue import requeue_jobs as requeue
+    from leaderboard.submissions.reaper import requeue_jobs as requeue
+    from leaderboard.submissions.shards import shards_requeue_lost_on
 
     try:
-        lost = jobs_requeue_lost_on(sender.hostname) if sender is not None else 0
+        lost = (jobs_requeue_lost_on(sender.hostname) + shards_requeue_lost_on(sender.hostname)
+                if sender is not None else 0)
         outcome = requeue()
         if lost or any(outcome.values()):
             log.info("worker start: %d lost job(s) of this worker queued again; %s", lost, outcome)

@@ -164,3 +164,46 @@ class Worker(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ExtractionShard(models.Model):
+    """One slice of a large job's feature extraction (workers/shards.py), sent as its own task to any worker
+    of the job's queue. The shards of a job are a Celery group whose callback, the job's scoring step, is
+    sent by the last shard to finish (a chord whose count lives here, so a shard whose worker died is
+    sent again alone and the chord still closes: leaderboard/submissions/shards.py)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    job = models.ForeignKey(EvaluationJob, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    split = models.CharField(max_length=64)
+    start = models.PositiveIntegerField()
+    stop = models.PositiveIntegerField()
+    jitter = models.CharField(max_length=10, blank=True, help_text="the split's jitter mode: average | keep")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    images_per_second = models.FloatField(default=0.0)
+    seconds = models.FloatField(default=0.0, help_text="the extraction's own time")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_shard_per_job_index")]
+
+    def __str__(self):
+        return f"{self.job} shard {self.index} ({self.split} {self.start}-{self.stop}, {self.status})"
+
+    @property
+    def images(self) -> int:
+        return self.stop - self.start

@@ -4,7 +4,7 @@
   a job the broker did not take keeps `sent_at` empty.
 - A running attempt writes `heartbeat_at` every SHELFMARK_HEARTBEAT_INTERVAL_S (`JobHeartbeat`, a
   thread of the process that runs the task: it stops when that process dies).
-- `requeue_jobs` sends what waited for the broker, and queues again (a new `task_id`, one more
+- `reaper.requeue_jobs` sends what waited for the broker, and queues again (a new `task_id`, one more
   attempt) every running job whose heartbeat is older than SHELFMARK_HEARTBEAT_TIMEOUT_S; after
   SHELFMARK_JOB_MAX_ATTEMPTS attempts the job fails with a message saying so. It runs on celery
   beat's schedule (leaderboard/celery.py) and on each worker's own timer (workers/tasks.py:
@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
@@ -36,7 +36,7 @@ from leaderboard import engine
 from leaderboard.celery import app as celery_app
 
 from .joblog import append
-from .models import EvaluationJob, Worker
+from .models import EvaluationJob, ExtractionShard, Worker
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class JobHeartbeat:
     Only the attempt that owns the job (its `task_id`, status running) is touched, so a stale attempt
     can never keep a job alive that was queued again. The thread closes its database connection."""
 
+    model = EvaluationJob   # ShardHeartbeat: the same for an extraction shard
+
     def __init__(self, job_id: int, task_id: str, interval: float | None = None, worker: str = ""):
         self.job_id, self.task_id, self.worker = job_id, task_id, worker
         self.interval = float(interval if interval is not None else settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
@@ -110,8 +112,8 @@ class JobHeartbeat:
         """One heartbeat; it also keeps the worker listed as online (a solo-pool worker runs the job on
         the loop that would report it, see workers/tasks.py: QueueWatch)."""
         now = timezone.now()
-        alive = bool(EvaluationJob.objects.filter(pk=self.job_id, task_id=self.task_id,
-                                                  status=EvaluationJob.Status.RUNNING).update(heartbeat_at=now))
+        alive = bool(self.model.objects.filter(pk=self.job_id, task_id=self.task_id,
+                                               status=self.model.Status.RUNNING).update(heartbeat_at=now))
         if alive and self.worker:
             Worker.objects.filter(name=self.worker).update(seen_at=now)
         return alive
@@ -136,10 +138,20 @@ class JobHeartbeat:
         return False
 
 
+class ShardHeartbeat(JobHeartbeat):
+    """A running extraction shard's heartbeat (shards.py), written as a job's is."""
+
+    model = ExtractionShard
+
+
 # ---- requeueing lost jobs -----------------------------------------------------------------------
 
 def _stale(cutoff) -> Q:
-    return Q(status=EvaluationJob.Status.RUNNING) & (
+    """Running jobs whose heartbeat stopped; a job waiting for its extraction shards has none of its own
+    (its shards are watched one by one: shards.py)."""
+    waiting_for_shards = Exists(ExtractionShard.objects.filter(
+        job=OuterRef("pk"), status__in=(ExtractionShard.Status.QUEUED, ExtractionShard.Status.RUNNING)))
+    return Q(status=EvaluationJob.Status.RUNNING) & ~Q(waiting_for_shards) & (
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
 
 
@@ -182,18 +194,33 @@ def jobs_requeue_stale(*, now=None) -> tuple[int, int]:
 
 def jobs_requeue_lost_on(worker_name: str) -> int:
     """A worker that starts again under its name (on the same machine): the jobs its previous process was
-    running are lost, queued again at once instead of after the heartbeat timeout. Lost: the process that
-    ran the attempt is gone (its pid, recorded by job_begin), or nothing has beaten its heartbeat for two
-    intervals (a job of an older version, without a pid)."""
+    running are lost, queued again at once instead of after the heartbeat timeout."""
+    running = EvaluationJob.objects.filter(status=EvaluationJob.Status.RUNNING)
+    return requeue_lost_on(worker_name, running,
+                           lambda pk, reason, cutoff: job_requeue_lost(pk, cutoff=cutoff, reason=reason))
+
+
+def requeue_lost_on(worker_name: str, running, requeue) -> int:
+    """Of the `running` rows (jobs or extraction shards) of worker `worker_name`, those whose attempt is lost
+    queued again by `requeue(pk, reason, cutoff)`. Lost: the process that ran the attempt is gone (its pid,
+    recorded when it began), or nothing has beaten its heartbeat for two intervals (a row without a pid)."""
     now = timezone.now()
     cutoff = now - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
-    running = EvaluationJob.objects.filter(status=EvaluationJob.Status.RUNNING, worker=worker_name)
     requeued = 0
-    for job_id, pid in running.values_list("pk", "worker_pid"):
+    for pk, pid in running.filter(worker=worker_name).values_list("pk", "worker_pid"):
         gone = pid is not None and not process_alive(pid)
-        outcome = job_requeue_lost(job_id, cutoff=now if gone else cutoff, reason="its worker restarted")
-        requeued += outcome == "requeued"
+        requeued += requeue(pk, "its worker restarted", now if gone else cutoff) == "requeued"
     return requeued
+
+
+def attempt_gone(job, worker: str, pid: int | None) -> bool:
+    """Whether the running attempt of `job` (or of an extraction shard) is gone: its process was on this
+    worker and has died, or its heartbeat stopped two intervals ago (another machine's process)."""
+    if job.worker == worker and job.worker_pid and job.worker_pid != pid and not process_alive(job.worker_pid):
+        return True
+    stale = timezone.now() - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    beat = job.heartbeat_at or job.started_at
+    return beat is None or beat < stale
 
 
 def process_alive(pid: int) -> bool:
@@ -263,16 +290,6 @@ def jobs_resend_lost_messages() -> int:
             transaction.on_commit(lambda job_id=job_id: job_send(job_id))
         resent += 1
     return resent
-
-
-def requeue_jobs() -> dict[str, int]:
-    """The schedule's one call: lost jobs queued again (or failed), messages the broker lost sent again,
-    then everything queued sent."""
-    close_old_connections()
-    requeued, failed = jobs_requeue_stale()
-    resent = jobs_resend_lost_messages()
-    sent, waiting = jobs_requeue_pending()
-    return {"requeued": requeued, "failed": failed, "resent": resent, "sent": sent, "waiting": waiting}
 
 
 # ---- workers ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .models import EvaluationJob, Submission, Worker
+from .models import EvaluationJob, ExtractionShard, Submission, Worker
 
 RECENT_JOBS = 20          # finished jobs per benchmark the ETA learns their duration from
 DEFAULT_DURATION_S = 120  # a benchmark nobody evaluated here yet
@@ -187,12 +187,18 @@ def status_summary(user) -> dict:
     """Workers online, each queue's running and waiting jobs with their places and ETAs."""
     states = queue_states()
     now = timezone.now()
-    running_on = {job.worker: job for state in states.values() for job in state.running}
+    sharded = set(ExtractionShard.objects.filter(status__in=(ExtractionShard.Status.QUEUED,
+                                                              ExtractionShard.Status.RUNNING))
+                  .values_list("job_id", flat=True))
+    current = {job.worker: dict(_job_line(job, user), stage=job.stage, done=job.done, total=job.total)
+               for state in states.values() for job in state.running if job.pk not in sharded}
+    shards = ExtractionShard.objects.filter(status=ExtractionShard.Status.RUNNING).select_related("job__submission")
+    for shard in shards.annotate(count=Count("job__shards")):   # a worker on one shard of a large job
+        current[shard.worker] = dict(_job_line(shard.job, user), stage=f"extracting shard {shard.index + 1} of "
+                                     f"{shard.count}", done=shard.done, total=shard.images)
     workers = [{"name": w.name, "queues": w.queues, "hardware": w.hardware, "gpu": w.gpu,
                 "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1),
-                "current_job": (dict(_job_line(running_on[w.name], user), stage=running_on[w.name].stage,
-                                     done=running_on[w.name].done, total=running_on[w.name].total)
-                                if w.name in running_on else None)}
+                "current_job": current.get(w.name)}
                for w in online_workers()]
     queues = []
     for state in states.values():

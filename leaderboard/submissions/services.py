@@ -12,7 +12,6 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -31,7 +30,7 @@ from . import queue_selectors
 from .joblog import append as _append
 from .joblog import stamped as _log_line
 from .models import EvaluationJob, JobResult, Submission
-from .queue import job_send, process_alive
+from .queue import attempt_gone, job_send
 from .selectors import current_protocols
 from .validation import DuplicateSubmission, OverAllowance, SubmissionRefused, check_upload
 
@@ -303,7 +302,7 @@ def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str
         job = EvaluationJob.objects.select_for_update().select_related("submission").get(pk=job_id)
         if job.is_finished or (task_id and job.task_id and task_id != job.task_id):
             return None
-        if job.status == EvaluationJob.Status.RUNNING and not _attempt_gone(job, worker, pid):
+        if job.status == EvaluationJob.Status.RUNNING and not attempt_gone(job, worker, pid):
             return None
         if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
             job.status, job.finished_at = EvaluationJob.Status.FAILED, timezone.now()
@@ -514,16 +513,6 @@ def job_note(job_id: int, line: str) -> None:
             job.save(update_fields=["log", "updated_at"])
 
 
-def _attempt_gone(job: EvaluationJob, worker: str, pid: int | None) -> bool:
-    """Whether the running attempt of `job` is gone: its process was on this worker and has died, or its
-    heartbeat stopped two intervals ago (another machine's process)."""
-    if job.worker == worker and job.worker_pid and job.worker_pid != pid and not process_alive(job.worker_pid):
-        return True
-    stale = timezone.now() - timedelta(seconds=2 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
-    beat = job.heartbeat_at or job.started_at
-    return beat is None or beat < stale
-
-
 def job_release(job_id: int, task_id: str, line: str) -> bool:
     """Before our own retry of a running attempt (a transient error): the job is queued again under the
     same task id, which the retry re-sends, and the attempt is given back (a retry continues it, it is
@@ -552,7 +541,8 @@ def job_cancel(job: EvaluationJob) -> bool:
         job.finished_at = timezone.now()
         job.log = _append(job.log, "cancelled")
         job.save()
-        transaction.on_commit(lambda: _revoke(job.task_id))
+        tasks = [job.task_id, *job.shards.filter(status__in=("queued", "running")).values_list("task_id", flat=True)]
+        transaction.on_commit(lambda: [_revoke(task) for task in tasks])
     return True
 
 

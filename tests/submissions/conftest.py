@@ -78,6 +78,7 @@ def hub_cache(tmp_path_factory):
 def _media_and_cache(settings, session_media, feature_cache, tmp_path_factory):
     settings.MEDIA_ROOT = session_media
     settings.SHELFMARK_FEATURE_CACHE = feature_cache
+    settings.SHELFMARK_PREPARED_DIR = str(tmp_path_factory.getbasetemp() / "prepared")
     settings.SHELFMARK_GPU_WORKER = False
     settings.SHELFMARK_HF_CACHE = tmp_path_factory.getbasetemp() / "hf-cache-unused"   # tests that need one ask
 
@@ -147,6 +148,7 @@ def worker(django_db_setup, django_db_blocker, celery_app, redis_url, session_me
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(session_media),
         "SHELFMARK_FEATURE_CACHE": str(feature_cache),
+        "SHELFMARK_PREPARED_DIR": str(tmp_path_factory.mktemp("prepared")),
         "SHELFMARK_GPU_WORKER": "0",
         "SHELFMARK_HF_CACHE": str(hub_cache[0]),
         "HF_HUB_OFFLINE": "1",

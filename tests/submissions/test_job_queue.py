@@ -44,11 +44,11 @@ def tiny_onnx(path, *, channels=16):
     return path
 
 
-def submit_onnx(owner, tmp_path, name="Tiny conv (ONNX)"):
-    """A submission whose one job runs the SVM protocol alone: one result."""
-    return submission_create(SubmissionRequest(owner=owner, model_name=name, source="onnx", benchmarks=["digits"],
+def submit_onnx(owner, tmp_path, name="Tiny conv (ONNX)", benchmarks=("digits",), protocols=("svm",)):
+    """A submission of a fresh tiny ONNX graph; by default one digits job running the SVM protocol alone."""
+    return submission_create(SubmissionRequest(owner=owner, model_name=name, source="onnx", benchmarks=list(benchmarks),
                                                upload=tiny_onnx(tmp_path / f"{uuid.uuid4().hex}.onnx"),
-                                               keep_upload=True, protocols=["svm"]))
+                                               keep_upload=True, protocols=list(protocols)))
 
 
 def refreshed(job):

@@ -70,21 +70,6 @@ def test_per_query_intervals_leave_out_queries_without_positives():
     assert interval["unit"] == "queries" and 0.5 <= interval["low"] <= interval["high"] <= 0.9
 
 
-@pytest.fixture(scope="module")
-def digits_features(tmp_path_factory):
-    from workers.benchmarks import load_digits_benchmark
-
-    data = load_digits_benchmark()
-    rng = np.random.default_rng(0)
-    table = {}
-    for split, records in data.splits.items():
-        for record, label in zip(records, data.labels[split]):
-            table[record.id] = (np.eye(16)[label] * 1.2 + rng.normal(size=16)).astype(np.float32)
-    path = tmp_path_factory.mktemp("digits") / "features.npz"
-    np.savez(path, **table)
-    return path
-
-
 @pytest.mark.parametrize("protocol", ["svm", "knn", "linear_probe", "fewshot"])
 def test_a_bundle_recomputes_each_protocols_score_and_interval(digits_features, tmp_path, protocol):
     result = run_evaluation(EvaluationSpec(benchmark="digits", features=digits_features, protocols=[protocol],

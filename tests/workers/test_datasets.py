@@ -227,7 +227,7 @@ def test_ukbench_groups_of_four(tmp_path):
 def test_registry_names_and_unknown_options(tmp_path):
     assert set(official_benchmarks()) == {"voc2007", "mit67", "cub200_2011", "flowers102", "sun397", "caltech101",
                                           "caltech256", "holidays", "oxford5k", "paris6k", "ukbench", "roxford5k",
-                                          "rparis6k"}
+                                          "rparis6k", "imagenet1k"}
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_dataset("imagenet", tmp_path)
     with pytest.raises(DatasetError, match="unknown option 'seed'"):

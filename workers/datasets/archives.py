@@ -4,7 +4,8 @@ Every member is checked before a byte of it is written: absolute paths, `..`, li
 FIFOs refuse the whole archive, and the bytes written are counted against a bound (the headers'
 sizes are not trusted). Members are written by hand, never by `tarfile.extractall`, so nothing in
 the archive chooses permissions, owners or link targets. The caller extracts into a temporary
-folder and moves it into place only when every archive succeeded.
+folder and moves it into place only when every archive succeeded. A tar of tars (ImageNet's train
+archive) is read as one stream, each inner tar checked the same way as it goes by (`extract_nested`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ CHUNK = 1 << 20
 # SUN397, the largest benchmark, holds about 109k images: an archive of millions of (empty) members is
 # an inode bomb the byte bound does not catch.
 MAX_MEMBERS = 1_000_000
+# ImageNet's train archive holds 1,281,167 images in 1,000 per-class tars: the bound for a tar of tars.
+MAX_NESTED_MEMBERS = 1_500_000
 _SKIPPED_TOPS = {"__MACOSX"}       # resource forks a Mac's zip adds beside the real files
 
 
@@ -175,6 +178,42 @@ def extract(archive: Path, target: Path, *, kind: str, label: str, max_bytes: in
         else:
             raise DatasetError(f"{label}: cannot extract a {kind!r} archive")
     return writer.written
+
+
+def extract_nested(archive: Path, target: Path, *, label: str, max_bytes: int, into: str = "",
+                   max_members: int = MAX_NESTED_MEMBERS) -> int:
+    """Extract a tar whose members are tars (ImageNet's train archive: n01440764.tar, ...): each inner
+    `<name>.tar` goes to `target/into/<name>/`; returns the bytes written.
+
+    Both levels are untrusted: the outer tar may hold only regular `.tar` files (and folders), each
+    named once; every inner member passes the checks `extract` makes. The outer tar is read as a
+    stream and each inner tar straight from it, so nothing is written but the inner files, and the
+    byte and member bounds hold for the whole archive."""
+    target = Path(target)
+    (target / into if into else target).mkdir(parents=True, exist_ok=True)
+    written, members, seen = 0, 0, set()
+    with _reading(archive, label), tarfile.open(archive, "r|*") as outer:
+        for member, parts in _tar_members(outer, archive.name):
+            if member.isdir():
+                continue
+            name = parts[-1]
+            stem = name[:-4] if name.lower().endswith(".tar") else ""
+            if not stem or stem.startswith("."):
+                raise ArchiveRefused(f"{archive.name}: member {member.name!r} is not a <name>.tar; this archive must "
+                                     "hold only the inner tars, nothing was extracted")
+            if stem in seen:
+                raise ArchiveRefused(f"{archive.name}: two members are named {name!r}; one would overwrite the "
+                                     "other, nothing was extracted")
+            seen.add(stem)
+            inner_name = f"{archive.name}:{name}"
+            writer = _Writer(inner_name, target, f"{into}/{stem}" if into else stem, False, max_bytes, max_members)
+            writer.written, writer.members = written, members      # the bounds hold for the whole archive
+            writer.base.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(fileobj=outer.extractfile(member), mode="r|*") as inner:
+                _write_members(writer, ((parts, info.isdir(), lambda info=info: inner.extractfile(info))
+                                        for info, parts in _tar_members(inner, inner_name)))
+            written, members = writer.written, writer.members
+    return written
 
 
 def extract_member(archive: Path, member: str, out: Path, *, kind: str, label: str,

@@ -44,6 +44,16 @@ class ClassificationData:
     partitions: int = 1                      # SUN397: 10 official partitions (splits named train_1, test_1, ...)
     info: dict = field(default_factory=dict)
 
+    def partition_splits(self) -> list[tuple[str, str]]:
+        """(train split, test split) of each partition, scored apart then averaged (SUN397's ten)."""
+        if self.partitions <= 1:
+            return [(self.train_split, self.test_split)]
+        pairs = [(f"train_{k}", f"test_{k}") for k in range(1, self.partitions + 1)]
+        missing = [s for pair in pairs for s in pair if s not in self.splits]
+        if missing:
+            raise DatasetError(f"{self.name}: partition split {missing[0]!r} missing")
+        return pairs
+
 
 @dataclass
 class RetrievalQuery:

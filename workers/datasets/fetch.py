@@ -4,7 +4,9 @@
    resumed from `NAME.part` when it came from the same URL (download.py), and its size and every
    recorded checksum are verified. A wrong checksum deletes the download; a short one stays as `.part`
    for the next run; a server sending more than the recorded size is cut off. Where nobody recorded a
-   checksum, the sha256 computed here is recorded and the copy is reported unverified.
+   checksum, the sha256 computed here is recorded and the copy is reported unverified. A local file (a
+   `file://` URL or a path, e.g. `--mirror ILSVRC2012_img_train.tar=/mnt/imagenet/ILSVRC2012_img_train.tar`)
+   is verified and extracted where it is, never copied, and never deleted, whatever it holds.
 2. All archives are extracted into ROOT/.fetch-NAME.tmp (archives.py: untrusted input), the reader
    checks that folder, and only then are its entries moved into ROOT: every clash with what ROOT
    holds (a link, a file where a folder goes, a file that differs) is found before anything moves,
@@ -21,13 +23,15 @@ import os
 import shutil
 import stat
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from workers.datasets import installed
-from workers.datasets.archives import ArchiveBroken, ArchiveRefused, extract, extract_member
+from workers.datasets.archives import ArchiveBroken, ArchiveRefused, extract, extract_member, extract_nested
 from workers.datasets.base import DatasetError
 from workers.datasets.download import (
     DEFAULT_MAX_BYTES,
@@ -57,6 +61,7 @@ class Obtained:
     size: int
     digests: dict[str, str]
     verified: list[str] = field(default_factory=list)     # the recorded checksums it matched
+    local: bool = False        # a file of this machine, read where it is: never deleted
 
     def record(self) -> dict[str, Any]:
         return {"name": self.archive.name, "url": self.url, "size": self.size, **self.digests,
@@ -96,6 +101,34 @@ def verify(label: str, path: Path, size: int, digests: dict[str, str], *, expect
     return sorted(expected)
 
 
+def local_file(url: str) -> Path | None:
+    """The file a `file://` URL (of this host) or a plain path names; None for a URL to download."""
+    if url.lower().startswith("file://"):
+        parsed = urllib.parse.urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            return None
+        return Path(urllib.request.url2pathname(parsed.path))
+    if "://" in url:
+        return None
+    return Path(url).expanduser().absolute()
+
+
+def _verify_local(label: str, path: Path, archive: Archive) -> Obtained:
+    """A local copy checked where it is; a wrong one is refused and left as it is."""
+    size = path.stat().st_size
+    if archive.size is not None and size != archive.size:
+        raise ChecksumMismatch(f"{label}: {path} is {size} bytes where {archive.size} are recorded "
+                               f"({archive.checksum_source}): it is not the file recorded. It was left as it is and "
+                               "nothing was extracted")
+    digests = _hash_file(path)
+    for kind, value in archive.digests.items():
+        if digests[kind] != value:
+            raise ChecksumMismatch(f"{label}: checksum mismatch: the {kind} of {path} is {digests[kind]}, the recorded "
+                                   f"one is {value} ({archive.checksum_source}). It was left as it is and nothing was "
+                                   "extracted: it is not the file recorded")
+    return Obtained(archive, path, path.as_uri(), size, digests, sorted(archive.digests), local=True)
+
+
 def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, timeout: float, max_download_bytes: int,
             say: Callable[[str], None], stream: TextIO | None) -> Obtained:
     """The archive, downloaded (or kept from an earlier run) and verified."""
@@ -113,6 +146,13 @@ def _obtain(archive: Archive, downloads: Path, label: str, *, retries: int, time
             return Obtained(archive, target, "(kept)", size, digests, verified)
     failed = []
     for url in archive.urls:
+        local = local_file(url)
+        if local is not None:
+            if not local.is_file():
+                failed.append(f"{local} is not a file")
+                continue
+            say(f"{label}: reading {local} where it is (not copied), checking its size and checksums")
+            return _verify_local(label, local, archive)
         for attempt in range(retries + 1):
             kept, there = resumable_bytes(part, url), part.stat().st_size if part.is_file() else 0
             if kept:
@@ -183,8 +223,11 @@ def _unpack(item: Obtained, staging: Path, label: str, max_bytes: int | None, sa
             say(f"{label}: {inner.member} inside it verified ({', '.join(sorted(inner.digests))})")
         bound = max_bytes or EXTRACT_FACTOR * source.stat().st_size + EXTRACT_SLACK
     say(f"{label}: extracting")
-    extract(source, staging, kind=archive.unpack, label=label, max_bytes=bound, into=archive.into,
-            flatten=archive.flatten)
+    if archive.nested:
+        extract_nested(source, staging, label=label, max_bytes=bound, into=archive.into)
+    else:
+        extract(source, staging, kind=archive.unpack, label=label, max_bytes=bound, into=archive.into,
+                flatten=archive.flatten)
     if source != item.path:
         source.unlink()
 
@@ -262,9 +305,12 @@ def _unavailable(source: Source, benchmark: str, root: Path) -> None:
     if missing:
         why = source.unavailable or "no download URL is recorded"
         mirrors = " ".join(f"--mirror {name}=URL" for name in missing)
+        checked = ("each is verified against its recorded checksum"
+                   if all(archive.verifiable for archive in source.archives if not archive.urls)
+                   else "it is checked but cannot be verified against a recorded checksum")
         raise DatasetError(f"{benchmark}: {why}. Download {', '.join(missing)} from a copy you trust, then run: "
                            f"python -m workers datasets fetch {benchmark} {root} {mirrors} (an http, https or "
-                           "file:// URL); it is checked but cannot be verified against a recorded checksum")
+                           f"file:// URL, or a local path, read where it is); {checked}")
 
 
 def fetch(benchmark: str, root: Path, *, mirrors: dict[str, str] | None = None, sources_file: Path | None = None,
@@ -328,6 +374,8 @@ def _fetch_into(benchmark: str, root: Path, source: Source, downloads: Path, *, 
             try:
                 _unpack(item, staging, f"{benchmark}/{item.archive.name}", max_extract_bytes, say)
             except (ArchiveBroken, ArchiveRefused) as exc:
+                if item.local:
+                    raise type(exc)(f"{exc}; {item.path} was left as it is") from None
                 item.path.unlink(missing_ok=True)    # a bad file, not a short one: the next run downloads afresh
                 raise type(exc)(f"{exc}; the download was deleted") from None
         try:
@@ -346,5 +394,6 @@ def _fetch_into(benchmark: str, root: Path, source: Source, downloads: Path, *, 
                             checked_at=installed.now(), check=summary, options={}, broken=None)
     if not keep_archives:
         for item in obtained:
-            item.path.unlink(missing_ok=True)
+            if not item.local:
+                item.path.unlink(missing_ok=True)
     return summary

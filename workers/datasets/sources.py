@@ -2,7 +2,8 @@
 
 The table is data, read once: per benchmark its official page and archives (URL, mirrors, size,
 sha256 / md5 with the project that recorded them, or an explicit null with the reason), and how each
-archive extracts into the layout its reader expects. A lab may pass its own table (same shape): its
+archive extracts into the layout its reader expects (`nested`: a tar of tars, ImageNet's train archive,
+each inner tar extracted into a folder of its own name). A lab may pass its own table (same shape): its
 entries replace the project's for the benchmarks it names. `--mirror ARCHIVE=URL` puts one URL first.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Archive:
     into: str = ""
     flatten: bool = False
     inner: Inner | None = None
+    nested: bool = False      # a tar of tars: each member <name>.tar extracts into INTO/<name>/ (ImageNet train)
 
     @property
     def verifiable(self) -> bool:
@@ -101,12 +103,16 @@ def _archive(benchmark: str, entry: dict) -> Archive:
     into = str(entry.get("into", "")).strip("/")
     if into.startswith("/") or ".." in into.split("/"):
         raise DatasetError(f"{where}: into must be a folder inside ROOT")
+    nested = entry.get("nested", False)
+    if not isinstance(nested, bool) or (nested and (unpack != "tar" or inner is not None or entry.get("flatten"))):
+        raise DatasetError(f"{where}: nested must be true or false, and only for a tar without inner or flatten")
     size = entry.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise DatasetError(f"{where}: size must be a positive number of bytes")
     return Archive(name=name, urls=tuple(url for url in urls if url), size=size, digests=digests,
                    checksum_source=str(entry.get("checksum_source", "")), note=str(entry.get("note", "")),
-                   unpack=unpack, into=into, flatten=bool(entry.get("flatten", False)), inner=inner)
+                   unpack=unpack, into=into, flatten=bool(entry.get("flatten", False)), inner=inner,
+                   nested=nested)
 
 
 def parse_table(table: dict, origin: str = "sources") -> dict[str, Source]:

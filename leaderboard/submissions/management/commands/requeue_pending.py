@@ -2,7 +2,7 @@
 every worker do this every SHELFMARK_REQUEUE_INTERVAL_S; the command is for where neither runs."""
 from django.core.management.base import BaseCommand
 
-from leaderboard.submissions.queue import requeue_jobs
+from leaderboard.submissions.reaper import requeue_jobs
 
 
 class Command(BaseCommand):
