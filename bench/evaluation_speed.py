@@ -1,6 +1,7 @@
 """Evaluation at the speed of the accelerator, in one run: every figure the goals of issue 11 name.
 
-    python bench/evaluation_speed.py [--device cpu|cuda] [--images 160] [--sizes default|sun397]
+    python bench/evaluation_speed.py [--device cpu|cuda] [--images 160] [--batch-size 32] [--loader-workers 2]
+                                     [--sizes default|sun397]
                                      [--workers 1 2 3] [--skip extraction,protocols,shards]
 
 1. extraction (bench/extract.py): end to end from the JPEG files against the model-only forward pass,
@@ -28,16 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _extraction(device: str, images: int) -> dict[str, float]:
+def _extraction(device: str, images: int, batch_size: int, workers: int) -> dict[str, float]:
     import torch
 
     from extract import extraction_rows, print_rows, write_jpegs
 
     with tempfile.TemporaryDirectory() as folder:
         records = write_jpegs(Path(folder), images)
-        rows = extraction_rows(device, records, store_root=Path(folder) / "prepared")
+        rows = extraction_rows(device, records, store_root=Path(folder) / "prepared", batch_size=batch_size,
+                               workers=workers)
     print_rows(f"1. extraction: efficientnet_lite0 on {device} ({torch.get_num_threads()} torch threads, "
-               f"{images} JPEGs of about 500 x 375)", rows)
+               f"{images} JPEGs of about 500 x 375, batch {batch_size}, {workers} loader workers)", rows)
     return {row["row"].strip(): row["value"] for row in rows}
 
 
@@ -64,6 +66,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--images", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--loader-workers", type=int, default=2, help="DataLoader processes decoding the files")
     parser.add_argument("--sizes", default="default", choices=("default", "sun397"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--skip", default="", help="comma-separated sections to leave out")
@@ -72,7 +76,7 @@ def main() -> int:
     clock = time.perf_counter()
     goals = []
     if "extraction" not in skip:
-        figures = _extraction(args.device, args.images)
+        figures = _extraction(args.device, args.images, args.batch_size, args.loader_workers)
         later = figures["later evaluation from the store / model-only"]
         target = 0.95 if args.device == "cpu" else 0.8
         goals.append((f"later evaluation from the store / model-only >= {target} ({args.device})", f"{later:.2f}",

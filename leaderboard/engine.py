@@ -235,6 +235,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         num_workers=loader_workers(),
         multiclass=job.multiclass,
         decode=settings.SHELFMARK_DECODE,
+        solver=settings.SHELFMARK_SOLVER,
         layer=submission.layer or None,
         pooling=submission.pooling or "avg",
         readout=submission.readout or None,
@@ -242,7 +243,7 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
         hub_token=settings.SHELFMARK_HF_TOKEN,
         protocols=list(job.protocols) or None,
         # read (and written) shard by shard: the shards' tasks fill the same cache entries (workers/shards.py)
-        shard_size=settings.SHELFMARK_SHARD_SIZE if job.use_feature_cache else 0,
+        shard_size=job_shard_size(job),
     )
     if submission.source == Submission.Source.BUILTIN:
         spec.model, spec.random_init = pinned_model(submission), submission.random_init
@@ -255,6 +256,15 @@ def job_spec(job: EvaluationJob) -> EvaluationSpec:
     elif submission.source == Submission.Source.FEATURES:
         spec.features = upload
     return spec
+
+
+def job_shard_size(job: EvaluationJob) -> int:
+    """The shard size a job's features are read and written in: its plan's, once planned (a worker with
+    another SHELFMARK_SHARD_SIZE still reads the shards the others wrote), else this installation's."""
+    if not job.use_feature_cache:
+        return 0
+    planned = job.shards.order_by("index").values_list("start", "stop").first() if job.pk else None
+    return planned[1] - planned[0] if planned else settings.SHELFMARK_SHARD_SIZE
 
 
 def job_shard_plan(job: EvaluationJob) -> list[dict]:

@@ -206,6 +206,9 @@ SHELFMARK_DECODE = env_str("SHELFMARK_DECODE", "auto")
 # A job whose benchmark has more images to extract than this runs its extraction as shards of this many
 # images, one task each, on every worker of its queue (workers/shards.py); 0 = never shard.
 SHELFMARK_SHARD_SIZE = env_int("SHELFMARK_SHARD_SIZE", 10_000)
+# How the protocols are solved (workers/accelerated.py): auto (batched torch on a GPU worker, scikit-learn on a
+# CPU worker), sklearn (the reference, everywhere: every result comparable to the digit), or torch.
+SHELFMARK_SOLVER = env_str("SHELFMARK_SOLVER", "auto")
 # Models by Hub id: the Hugging Face cache web and workers share (configs and safetensors only), and a
 # token for gated or private repositories. HF_HUB_OFFLINE=1 makes them use the cache alone.
 SHELFMARK_HF_CACHE = Path(env_str("SHELFMARK_HF_CACHE", env_str("HF_HUB_CACHE", str(VAR_DIR / "hf-cache"))))

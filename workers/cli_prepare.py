@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--data-option", "-o", action="append", default=[], metavar="KEY=VALUE",
                          help="a reader option, as for evaluate")
     prepare.add_argument("--prepared", type=Path, required=True, metavar="DIR", help="the prepared-images folder")
+    prepare.add_argument("--shard-size", type=int, default=0, metavar="N",
+                         help="for the site's jobs: its SHELFMARK_SHARD_SIZE (a split of more images is read in "
+                              "slices of N, one store each); 0: whole splits, as `evaluate` reads them")
     what = prepare.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="prepare for this model's preprocessing (its configuration; no weights read)")
     what.add_argument("--resize", type=int, metavar="N", help="the shorter side (both sides with --mode squash)")
@@ -77,6 +80,7 @@ def prepare_command(args: argparse.Namespace) -> int:
     from workers.cli_evaluate import _ProgressBar
     from workers.contract import EngineError
     from workers.prepared import PreparedStore
+    from workers.shards import shard_ranges
 
     benchmark = get_benchmark(args.benchmark)
     resize = _resize(args)
@@ -92,12 +96,17 @@ def prepare_command(args: argparse.Namespace) -> int:
     bar = _ProgressBar(enabled=not args.quiet)
     try:
         for split, records in splits.items():
-            built = store.prepare(records, resize, dataset=benchmark.name, split=split, jpeg_decoder=args.jpeg_decoder,
-                                  batch_size=args.batch_size, num_workers=args.workers, progress=bar)
-            bar.close()
-            print(f"{benchmark.name} {split}: {len(records)} images at {resize.size} ({resize.mode}, "
-                  f"{resize.interpolation}) {'prepared' if built else 'already prepared'} in {args.prepared}",
-                  file=sys.stderr)
+            # in the slices a sharded job reads its images in (workers/shards.py): one store each
+            for start, stop in shard_ranges(len(records), args.shard_size):
+                part = records[start:stop]
+                built = store.prepare(part, resize, dataset=benchmark.name, split=split,
+                                      jpeg_decoder=args.jpeg_decoder, batch_size=args.batch_size,
+                                      num_workers=args.workers, progress=bar)
+                bar.close()
+                where = f" {start + 1}-{stop}" if len(part) < len(records) else ""
+                print(f"{benchmark.name} {split}{where}: {len(part)} images at {resize.size} ({resize.mode}, "
+                      f"{resize.interpolation}) {'prepared' if built else 'already prepared'} in {args.prepared}",
+                      file=sys.stderr)
     finally:
         bar.close()
     return 0

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import uuid
 import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -547,7 +549,9 @@ class FeatureCache:
 
     def store(self, key: str, ids: Sequence[str], features: np.ndarray, settings: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.tmp.npz"
+        # a name of its own: two writers of one entry at once (a shard sent again while its first attempt
+        # still runs) must not rename each other's half-written file
+        tmp = self.root / f".{key}.{os.getpid()}.{uuid.uuid4().hex}.tmp.npz"
         np.savez(tmp, features=features.astype(np.float16), ids=np.asarray(list(ids), dtype=str),
                  settings=json.dumps(settings, sort_keys=True))
         tmp.replace(self.path(key))

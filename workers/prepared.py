@@ -13,7 +13,7 @@ pipeline's, bit for bit, with the same JPEG decoder: the feature cache key does 
 
 Key: dataset + split + the settings above + `STORE_VERSION` + `EXTRACTOR_VERSION` + the image ids
 (in order), as the feature cache's. Checked on every open against each image's fingerprint:
-  files:  path, size and mtime_ns (one stat per image, no read: the quick check of rsync and of
+  files:  size and mtime_ns (one stat per image, no read: the quick check of rsync and of
           Python's bytecode cache). Hashing the contents would read every file on every evaluation,
           which is much of what the store saves; a file rewritten with the same size and its mtime
           set back is not noticed (delete the store then).
@@ -89,7 +89,7 @@ def store_settings(resize: Resize, jpeg_decoder: str) -> dict:
 
 
 def fingerprint(record: ImageRecord) -> str:
-    """What says an image is unchanged: path + size + mtime_ns of a file, SHA-256 of pixels; and the box."""
+    """What says an image is unchanged: size + mtime_ns of a file, SHA-256 of pixels; and the box."""
     box = "" if record.box is None else ",".join(repr(float(v)) for v in record.box)
     if record.pixels is not None:
         pixels = np.ascontiguousarray(record.pixels)
@@ -101,7 +101,8 @@ def fingerprint(record: ImageRecord) -> str:
         stat = os.stat(record.path)
     except OSError:
         return f"file:{record.path}:missing|box:{box}"   # never matches a stored one: the rebuild says why
-    return f"file:{os.fspath(record.path)}:{stat.st_size}:{stat.st_mtime_ns}|box:{box}"
+    # not the path: machines that mount one dataset at different paths share its stores (the ids are in the key)
+    return f"file:{stat.st_size}:{stat.st_mtime_ns}|box:{box}"
 
 
 class PreparedImages:
@@ -244,7 +245,8 @@ class _Writer:
 
     def abort(self) -> None:
         self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        for leftover in (self.tmp, self.root / f".{self.key}.{self.token}.index.tmp.npz"):
+            leftover.unlink(missing_ok=True)
 
 
 class StoreSource:
@@ -276,19 +278,27 @@ class StoreSource:
 
     def _build_locked(self) -> Iterator:
         """Builds the store (yielding its batches) unless another job built it while this one waited for
-        the lock: then `opened` is set and nothing is yielded."""
-        with self.store.lock(self.key):
+        the lock: then `opened` is set and nothing is yielded. A folder that cannot be written (read-only,
+        not mounted) costs the store, not the evaluation: the images are decoded for this model alone."""
+        lock = self.store.lock(self.key)
+        try:
+            lock.__enter__()
+        except OSError:
+            yield from self._build(keep=False)
+            return
+        try:
             self.opened = self.store.open(self.key, self.settings, self.ids, self.fingerprints)
             if self.opened is None:
                 yield from self._build()
+        finally:
+            lock.__exit__(None, None, None)
 
     def _read(self, opened: PreparedImages) -> Iterator:
         for start in range(0, len(opened), self.batch_size):
             stop = min(start + self.batch_size, len(opened))
             yield self.transform([opened.image(i) for i in range(start, stop)])
 
-    def _build(self) -> Iterator:
-        self.store.root.mkdir(parents=True, exist_ok=True)
+    def _build(self, keep: bool = True) -> Iterator:
         loader = torch.utils.data.DataLoader(
             _ResizedImages(self.records, self.resize, self.decoder), batch_size=self.batch_size, shuffle=False,
             num_workers=self.num_workers, collate_fn=_as_list,
@@ -296,8 +306,7 @@ class StoreSource:
             prefetch_factor=4 if self.num_workers > 0 else None,
         )
         # no room on the disk: the images are decoded for this model as without a store, and nothing is kept
-        writer = (_Writer(self.store.root, self.key, self.settings, self.ids, self.fingerprints)
-                  if self.store.has_room(len(self.records), self.resize) else None)
+        writer = self._writer() if keep else None
         committed = False
         done, start = 0, time.perf_counter()
         try:
@@ -316,12 +325,26 @@ class StoreSource:
                                            f"{self.split}: preparing images (first use)"))
                 yield self.transform(images)
             if writer is not None:
-                writer.commit()
-                self.store.builds += 1
+                try:
+                    writer.commit()
+                    self.store.builds += 1
+                except OSError:   # the disk filled up (or went away) at the end: the features stand
+                    writer.abort()
+                    writer = None
             committed = True
         finally:
             if not committed and writer is not None:
                 writer.abort()
+
+
+    def _writer(self) -> _Writer | None:
+        """A writer for the store, or None where the disk has no room for it or the folder no write access."""
+        try:
+            if not self.store.has_room(len(self.records), self.resize):
+                return None
+            return _Writer(self.store.root, self.key, self.settings, self.ids, self.fingerprints)
+        except OSError:
+            return None
 
 
 class PreparedStore:

@@ -107,7 +107,7 @@ def benchmark_data(spec: EvaluationSpec):
     return _read(spec.benchmark, str(spec.data_root) if spec.data_root else "", options)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)   # ImageNet's records hold ~1 GB: one benchmark at a time
 def _read(benchmark: str, root: str, options: str):
     from workers.benchmarks import get_benchmark
 

@@ -192,7 +192,8 @@ def status_summary(user) -> dict:
                   .values_list("job_id", flat=True))
     current = {job.worker: dict(_job_line(job, user), stage=job.stage, done=job.done, total=job.total)
                for state in states.values() for job in state.running if job.pk not in sharded}
-    shards = ExtractionShard.objects.filter(status=ExtractionShard.Status.RUNNING).select_related("job__submission")
+    shards = ExtractionShard.objects.filter(status=ExtractionShard.Status.RUNNING,
+                                            job__status=EvaluationJob.Status.RUNNING).select_related("job__submission")
     for shard in shards.annotate(count=Count("job__shards")):   # a worker on one shard of a large job
         current[shard.worker] = dict(_job_line(shard.job, user), stage=f"extracting shard {shard.index + 1} of "
                                      f"{shard.count}", done=shard.done, total=shard.images)

@@ -29,7 +29,7 @@ from leaderboard.registry.models import Dataset, Method, Result
 from . import queue_selectors
 from .joblog import append as _append
 from .joblog import stamped as _log_line
-from .models import EvaluationJob, JobResult, Submission
+from .models import EvaluationJob, ExtractionShard, JobResult, Submission
 from .queue import attempt_gone, job_send
 from .selectors import current_protocols
 from .validation import DuplicateSubmission, OverAllowance, SubmissionRefused, check_upload
@@ -304,6 +304,8 @@ def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str
             return None
         if job.status == EvaluationJob.Status.RUNNING and not attempt_gone(job, worker, pid):
             return None
+        if job.status == EvaluationJob.Status.RUNNING and job.shards.filter(status__in=SHARDS_PENDING).exists():
+            return None   # a late copy of the planning message: the job waits for its shards, no process runs it
         if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
             job.status, job.finished_at = EvaluationJob.Status.FAILED, timezone.now()
             job.error = (f"The evaluation stopped {job.attempts} times without finishing (its worker process "
@@ -500,9 +502,22 @@ def job_fail(job_id: int, message: str, details: str = "") -> None:
         job.status = EvaluationJob.Status.FAILED
         job.finished_at = timezone.now()
         job.error, job.error_details = message[:2000], details
+        _shards_stop(job)
         job.log = _append(job.log, f"failed: {message}")
         job.save()
         transaction.on_commit(lambda job_id=job.pk: job_finished(job_id), robust=True)
+
+
+SHARDS_PENDING = (ExtractionShard.Status.QUEUED, ExtractionShard.Status.RUNNING)
+
+
+def _shards_stop(job: EvaluationJob) -> list[str]:
+    """A job that stopped (failed, cancelled): its unfinished extraction shards stop with it (their tasks see
+    it at their next report); the task ids, to revoke."""
+    pending = job.shards.filter(status__in=SHARDS_PENDING)
+    tasks = list(pending.values_list("task_id", flat=True))
+    pending.update(status=ExtractionShard.Status.FAILED, finished_at=timezone.now())
+    return tasks
 
 
 def job_note(job_id: int, line: str) -> None:
@@ -541,7 +556,7 @@ def job_cancel(job: EvaluationJob) -> bool:
         job.finished_at = timezone.now()
         job.log = _append(job.log, "cancelled")
         job.save()
-        tasks = [job.task_id, *job.shards.filter(status__in=("queued", "running")).values_list("task_id", flat=True)]
+        tasks = [job.task_id, *_shards_stop(job)]   # a sharded job's shards stop too
         transaction.on_commit(lambda: [_revoke(task) for task in tasks])
     return True
 

@@ -70,17 +70,19 @@ def job_shards_start(job_id: int, task_id: str) -> bool:
     here; the last shard sends the job again). False: the task goes on and runs it all itself (a small
     benchmark, or every shard is in already, the chord's callback)."""
     job = EvaluationJob.objects.select_related("submission").get(pk=job_id)
-    plan = engine.job_shard_plan(job)
-    if len(plan) <= 1:
+    if job.shards.exists():
+        # planned before (the job's scoring step, or a planner that died after planning): the plan stands,
+        # whatever this worker's own shard size; its scoring reads those shards (engine.job_spec)
+        wanted = [_shard_key(s.split, s.start, s.stop, s.jitter) for s in job.shards.order_by("index")]
+    else:
+        wanted = [_shard_key(**shard) for shard in engine.job_shard_plan(job)]
+    if len(wanted) <= 1:
         return False
-    wanted = [_shard_key(**shard) for shard in plan]
     with transaction.atomic():
         job = _locked(job_id)
         if job is None or job.status != EvaluationJob.Status.RUNNING or job.task_id != task_id:
             return True   # cancelled or queued again meanwhile: this attempt stops
-        existing = list(job.shards.order_by("index"))
-        if [_shard_key(s.split, s.start, s.stop, s.jitter) for s in existing] != wanted:
-            job.shards.all().delete()   # planned under another shard size or copy of the benchmark: plan again
+        if not job.shards.exists():
             ExtractionShard.objects.bulk_create([
                 ExtractionShard(job=job, index=i, split=split, start=start, stop=stop, jitter=jitter,
                                 task_id=str(uuid.uuid4()))

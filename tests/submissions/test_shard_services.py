@@ -163,3 +163,35 @@ def test_a_restarted_worker_sends_again_at_once_the_shard_its_dead_process_ran(j
     with django_capture_on_commit_callbacks(execute=False):
         assert shards.shards_requeue_lost_on("celery@box") == 1
     assert job.shards.get(pk=lost.pk).status == "queued" and job.shards.get(pk=alive.pk).status == "running"
+
+
+def test_a_late_copy_of_the_planning_message_is_dropped(job, django_capture_on_commit_callbacks, settings):
+    _start(job, django_capture_on_commit_callbacks)
+    old = timezone.now() - timedelta(seconds=10 * settings.SHELFMARK_HEARTBEAT_INTERVAL_S)
+    EvaluationJob.objects.filter(pk=job.pk).update(heartbeat_at=old)   # no process beats a job waiting for shards
+    assert job_begin(job.pk, task_id=job.task_id, worker="celery@other", pid=2) is None
+    job.refresh_from_db()
+    assert job.attempts == 1 and job.stage == "extracting"
+
+
+def test_the_plan_stands_for_a_worker_with_another_shard_size(job, django_capture_on_commit_callbacks, settings):
+    from leaderboard import engine
+
+    _start(job, django_capture_on_commit_callbacks)
+    for shard in job.shards.all():
+        _finish(shard)
+    job.refresh_from_db()
+    settings.SHELFMARK_SHARD_SIZE = 200   # the scoring step lands on a worker set up otherwise
+    scoring = job_begin(job.pk, task_id=job.task_id, worker="celery@b", pid=3)
+    assert shards.job_shards_start(scoring.pk, scoring.task_id) is False   # all in: score, never plan again
+    assert job.shards.count() == 6 and engine.job_spec(scoring).shard_size == 300
+
+
+def test_a_stopped_job_stops_its_shards(job, django_capture_on_commit_callbacks):
+    from leaderboard.submissions.services import job_fail
+
+    _start(job, django_capture_on_commit_callbacks)
+    running = job.shards.first()
+    shards.shard_begin(running.pk, task_id=running.task_id, worker="celery@a", pid=7)
+    job_fail(job.pk, "the model broke")
+    assert set(job.shards.values_list("status", flat=True)) == {"failed"}

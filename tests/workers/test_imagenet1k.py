@@ -268,6 +268,10 @@ def test_inner_tars_extract_into_their_folders_within_one_byte_bound(tmp_path):
     twice.write_bytes(tar_bytes({"x/n1.tar": tar_bytes({"a.JPEG": b"1"}), "y/n1.tar": tar_bytes({"b.JPEG": b"2"})}))
     with pytest.raises(ArchiveRefused, match="two members are named 'n1.tar'"):
         extract_nested(twice, tmp_path / "twice", label="t", max_bytes=2000)
+    empties = tmp_path / "empties.tar"   # inner tars with nothing in them still make folders: they count
+    empties.write_bytes(tar_bytes({f"n{i:08d}.tar": tar_bytes({}) for i in range(5)}))
+    with pytest.raises(ArchiveRefused, match="holds more than 4 members"):
+        extract_nested(empties, tmp_path / "empties", label="t", max_bytes=2000, max_members=4)
 
 
 # ---- protocols and one evaluation ---------------------------------------------------------------

@@ -280,3 +280,26 @@ def test_in_memory_demo_images_are_not_prepared(tmp_path):
     store = PreparedStore(tmp_path / "prepared")
     _extract(TinyNet(), _records(4), prepared=store)
     assert store.builds == 0 and not (tmp_path / "prepared").exists()
+
+
+def test_stores_prepared_in_shards_serve_a_sharded_evaluation(tmp_path, run_cli, monkeypatch):
+    from tests.workers.imagenet_replica import write_imagenet_replica
+    from workers.evaluate import run_evaluation
+
+    write_imagenet_replica(tmp_path / "imagenet", classes=4, train_per_class=6, val_per_class=2, archives=False,
+                           extracted=True)
+    _global_average_pool_onnx(tmp_path / "gap.onnx")   # resize 73, bilinear; crop 64
+    done = run_cli("prepare", "imagenet1k", "--data", tmp_path / "imagenet", "--prepared", tmp_path / "prepared",
+                   "--resize", "73", "--shard-size", "10", "--workers", "0", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "imagenet1k train 21-24: 4 images" in done.stderr and "imagenet1k val: 8 images" in done.stderr
+    stores = sorted((tmp_path / "prepared").glob("*.index.npz"))
+    assert len(stores) == 4   # train in 10 + 10 + 4, val whole
+
+    decoded = []
+    monkeypatch.setattr(prepared_module, "load_image", lambda *a, **k: decoded.append(a) or load_image(*a, **k))
+    spec = EvaluationSpec(benchmark="imagenet1k", onnx=tmp_path / "gap.onnx", data_root=tmp_path / "imagenet",
+                          num_workers=0, device="cpu", shard_size=10, prepared_dir=tmp_path / "prepared",
+                          protocols=["knn"])
+    assert run_evaluation(spec).provenance["model"]["extraction"]["prepared_store"] == "read"
+    assert decoded == [] and sorted((tmp_path / "prepared").glob("*.index.npz")) == stores

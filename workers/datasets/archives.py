@@ -205,6 +205,10 @@ def extract_nested(archive: Path, target: Path, *, label: str, max_bytes: int, i
                 raise ArchiveRefused(f"{archive.name}: two members are named {name!r}; one would overwrite the "
                                      "other, nothing was extracted")
             seen.add(stem)
+            members += 1   # each inner tar makes a folder: it counts against the member bound too
+            if members > max_members:
+                raise ArchiveRefused(f"{archive.name} holds more than {max_members} members, the bound for any "
+                                     "benchmark; nothing was extracted")
             inner_name = f"{archive.name}:{name}"
             writer = _Writer(inner_name, target, f"{into}/{stem}" if into else stem, False, max_bytes, max_members)
             writer.written, writer.members = written, members      # the bounds hold for the whole archive
