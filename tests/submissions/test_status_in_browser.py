@@ -26,14 +26,16 @@ def test_the_status_page_shows_the_worker_and_the_places_and_a_submission_follow
                                          architecture="efficientnet_lite0", is_public=public)
 
     history = submission(ada, "Earlier runs", public=True)
-    for seconds in (80, 90, 100):   # the median digits job took 90 s here: 60 s left of the running one
+    # the median digits job took 120 s here: 59 s left of the running one, 59 + 120 = 179 s for the second in
+    # line, "about 3 min" for as long as the page takes to load on a busy machine (up to 59 s)
+    for seconds in (110, 120, 130):
         EvaluationJob.objects.create(submission=history, benchmark="digits", dataset=dataset, status="done",
                                      started_at=now - timedelta(seconds=seconds), finished_at=now)
     Worker.objects.create(name="celery@lab-box", queues=["cpu"], hardware="CPU: 2 cores", gpu=False,
                           started_at=now, seen_at=now)
     running = EvaluationJob.objects.create(
         submission=submission(eve, "Eve's running model"), benchmark="digits", dataset=dataset, status="running",
-        worker="celery@lab-box", heartbeat_at=now, started_at=now - timedelta(seconds=30), sent_at=now,
+        worker="celery@lab-box", heartbeat_at=now, started_at=now - timedelta(seconds=61), sent_at=now,
         stage="extracting", done=300, total=898)
     ahead = EvaluationJob.objects.create(submission=submission(eve, "Eve's queued model"), benchmark="digits",
                                          dataset=dataset, sent_at=now)
