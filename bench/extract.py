@@ -4,7 +4,7 @@ against a naive one-image-at-a-time loop.
 
     python bench/extract.py [--device cpu|cuda] [--images 160] [--model efficientnet_lite0]
                             [--batch-size 32] [--workers 2] [--threads N] [--decode auto|pil|gpu]
-                            [--photo-scale 1] [--decoder-images 60] [--naive-images 100] [--repeats 3]
+                            [--photo-scale 1] [--decoder-images 60] [--naive-images 100] [--repeats 4]
 
 Images: scikit-image's photos resized to typical photo sizes (about 500 x 375; `--photo-scale 5`:
 about 2500 x 1875, a Holidays photo) and written as JPEG files, so decoding is real work.
@@ -19,7 +19,8 @@ Rows (`extraction_rows`, importable for a combined benchmark):
     store's reading and cropping alone (what a later evaluation adds to the model's time);
   ratios: end-to-end / model-only (goal >= 0.8 from files; >= 0.95 from the store), later / first.
 Every row is measured `--repeats` times, round robin, the order reversed every other time: a rate
-is the best of its times, a ratio the median of the ratios within each round. The naive loop runs
+is the best of its times, a ratio the geometric mean of the ratios within each round (an even
+number of rounds: the order's own bias cancels). The naive loop runs
 on the first `--naive-images`. Figures from a shared machine are noisy: compare the ratios of one
 run. Not a test: prints a table.
 """
@@ -142,11 +143,11 @@ def decoder_rows(folder: Path, count: int, config, scales=(1.0, 5.0), repeats: i
 
 def extraction_rows(device: str, records: list[ImageRecord], *, model_name: str = "efficientnet_lite0", model=None,
                     batch_size: int = 32, workers: int = 2, decode: str = "pil", store_root: Path | None = None,
-                    repeats: int = 3) -> list[dict]:
+                    repeats: int = 4) -> list[dict]:
     """Rows {"row", "value", "unit"}: model-only, end to end from `records`' files (PIL and simplejpeg
     decoders; `decode` too when it is not the PIL pipeline), first and later evaluation with a
     prepared-images store (in `store_root`, or a temporary folder), and their ratios. Each is timed
-    `repeats` times, round robin: a rate is the best of them, a ratio the median of the repeats' own."""
+    `repeats` times, round robin: a rate is the best of them, a ratio the geometric mean of the repeats' own."""
     device = resolve_device(device)
     model = model or create_model(model_name)
     config = model.data_config
@@ -212,11 +213,13 @@ def extraction_rows(device: str, records: list[ImageRecord], *, model_name: str 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    # rates: the best of the repeats; ratios: the median of each repeat's own ratio (its rows ran side by side)
+    # rates: the best of the repeats; ratios: the geometric mean of each repeat's own ratio (side by side)
     rows = [{"row": name, "value": n / min(times), "unit": "images/s"} for name, times in seconds.items()]
 
     def ratio(name: str, base: str) -> float:
-        return float(np.median([b / t for t, b in zip(seconds[name], seconds[base], strict=True)]))
+        # geometric mean over the rounds: they alternate the order, so running first or second (measured
+        # here at +-10% on a 2-core machine) cancels out with an even number of rounds
+        return float(np.exp(np.mean(np.log([b / t for t, b in zip(seconds[name], seconds[base], strict=True)]))))
 
     for name in list(seconds):
         if name != "model-only forward" and "decode only" not in name and "alone" not in name:
@@ -249,8 +252,8 @@ def main() -> None:
     parser.add_argument("--decoder-images", type=int, default=60,
                         help="JPEGs per size for the decode+resize rows (0: skip them)")
     parser.add_argument("--naive-images", type=int, default=100, help="images for the naive loop")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="times each row is measured (rates: the best; ratios: the median of each time's)")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="times each row is measured (rates: the best; ratios: the geometric mean of each time's)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.decode is None:
