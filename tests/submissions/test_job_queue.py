@@ -93,20 +93,30 @@ QUICK = {"SHELFMARK_HEARTBEAT_INTERVAL_S": "1", "SHELFMARK_HEARTBEAT_TIMEOUT_S":
 def start_worker(worker, queue_name: str, node: str, log_path, **env):
     """Another real worker on the test database, consuming `queue_name` only, with the quick heartbeat
     settings; returns its process once it reported itself (its QueueWatch wrote its Worker row)."""
+    return start_workers(worker, queue_name, {node: log_path}, **env)[0]
+
+
+def start_workers(worker, queue_name: str, logs: dict, **env) -> list:
+    """Workers named like `logs`' keys (each writing to its value), started at once; their processes once
+    every one reported itself."""
     from leaderboard.submissions.models import Worker as WorkerRow
 
-    log = open(log_path, "ab")   # noqa: SIM115 -- the worker's output, for a failing test's message
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", queue_name, "-c", "1", "--pool",
-         "prefork", "-n", f"{node}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=REPO, env={**worker.env, **QUICK, **env}, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: process.poll() is not None or WorkerRow.objects.filter(name__startswith=f"{node}@").exists(),
-                 90, what=f"worker {node} to report itself")
-    finally:
-        log.close()
-    assert process.poll() is None, Path(log_path).read_text()[-3000:]
-    return process
+    processes = []
+    for node, log_path in logs.items():
+        with open(log_path, "ab") as log:   # the worker's output, for a failing test's message
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", queue_name, "-c", "1", "--pool",
+                 "prefork", "-n", f"{node}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
+                cwd=REPO, env={**worker.env, **QUICK, **env}, stdout=log, stderr=subprocess.STDOUT))
+
+    def reported(node, process):
+        return process.poll() is not None or WorkerRow.objects.filter(name__startswith=f"{node}@").exists()
+
+    wait_for(lambda: all(reported(node, p) for node, p in zip(logs, processes)), 120,
+             what=f"workers {', '.join(logs)} to report themselves")
+    for process, log_path in zip(processes, logs.values()):
+        assert process.poll() is None, Path(log_path).read_text()[-3000:]
+    return processes
 
 
 def stop(process) -> None:
