@@ -578,7 +578,7 @@ def extract_features(
 
     jitter: None | "average" | "keep". The cache (when given) is consulted first and filled after.
     decode: "auto" | "pil" | "gpu" (see the module's docstring); jpeg_decoder: "auto" | "pil" |
-    "simplejpeg", the PIL pipeline's. `prepared`: a prepared-images store (or its folder), for the
+    "simplejpeg", the PIL pipeline's. `prepared`: a prepared-images store (`PreparedStore`), for the
     PIL pipeline: built on first use (the images are decoded and resized once, while this model
     runs on them), read by every later model with the same resize. `settings_out`, when given, is
     filled with the pipeline settings used (for provenance).

@@ -173,17 +173,15 @@ class ShardProgress:
         from .services import JobCancelled
 
         now = time.monotonic()
-        if progress.stage != "extracting" or now - self._last < self.interval:
-            if progress.stage != "extracting" and now - self._last >= self.interval:
-                self._check(JobCancelled)
-                self._last = now
+        if now - self._last < self.interval:
             return
-        shard = self._check(JobCancelled)
-        ExtractionShard.objects.filter(pk=self.shard_id, task_id=self.task_id).update(
-            done=min(progress.done, shard.images), images_per_second=progress.images_per_second,
-            heartbeat_at=timezone.now())
-        job_progress_update(shard.job_id)
         self._last = now
+        shard = self._check(JobCancelled)   # every stage: a stopped job stops its shards while they load too
+        if progress.stage == "extracting":
+            ExtractionShard.objects.filter(pk=self.shard_id, task_id=self.task_id).update(
+                done=min(progress.done, shard.images), images_per_second=progress.images_per_second,
+                heartbeat_at=timezone.now())
+            job_progress_update(shard.job_id)
 
     def _check(self, cancelled) -> ExtractionShard:
         shard = ExtractionShard.objects.select_related("job").filter(pk=self.shard_id).first()
