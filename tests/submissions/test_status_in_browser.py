@@ -89,7 +89,7 @@ def test_the_status_page_shows_the_worker_and_the_places_and_a_submission_follow
     EvaluationJob.objects.filter(pk=running.pk).update(status="done", finished_at=timezone.now())
     EvaluationJob.objects.filter(pk=ahead.pk).update(status="running", worker="celery@lab-box",
                                                      heartbeat_at=timezone.now(), started_at=timezone.now())
-    for _ in range(60):   # the CSP forbids wait_for_function's eval: poll from here
+    for _ in range(120):   # the CSP forbids wait_for_function's eval: poll from here
         if place.inner_text().startswith("1st"):
             break
         page.wait_for_timeout(250)
