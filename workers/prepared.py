@@ -336,7 +336,6 @@ class StoreSource:
             if not committed and writer is not None:
                 writer.abort()
 
-
     def _writer(self) -> _Writer | None:
         """A writer for the store, or None where the disk has no room for it or the folder no write access."""
         try:

@@ -28,8 +28,6 @@ import numpy as np
 from workers.contract import EngineError, EvaluationSpec
 from workers.datasets.base import ClassificationData, ImageRecord
 
-DEFAULT_SHARD_SIZE = 10_000
-
 
 @dataclass(frozen=True)
 class Shard:

@@ -166,6 +166,12 @@ class Worker(models.Model):
         return self.name
 
 
+class ShardQuerySet(models.QuerySet):
+    def pending(self):
+        """The shards not in yet (queued or running): their job waits for them."""
+        return self.filter(status__in=ExtractionShard.PENDING)
+
+
 class ExtractionShard(models.Model):
     """One slice of a large job's feature extraction (workers/shards.py), sent as its own task to any worker
     of the job's queue. The shards of a job are a Celery group whose callback, the job's scoring step, is
@@ -177,6 +183,10 @@ class ExtractionShard(models.Model):
         RUNNING = "running", "running"
         DONE = "done", "done"
         FAILED = "failed", "failed"
+
+    PENDING = (Status.QUEUED, Status.RUNNING)   # not in yet: its job waits for it
+
+    objects = ShardQuerySet.as_manager()
 
     job = models.ForeignKey(EvaluationJob, on_delete=models.CASCADE, related_name="shards")
     index = models.PositiveIntegerField()

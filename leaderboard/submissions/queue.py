@@ -146,13 +146,18 @@ class ShardHeartbeat(JobHeartbeat):
 
 # ---- requeueing lost jobs -----------------------------------------------------------------------
 
+def silent(model, cutoff) -> Q:
+    """Running rows of `model` (jobs, extraction shards) whose attempt has not beaten its heartbeat since
+    `cutoff` (or, never having beaten it, started before)."""
+    return Q(status=model.Status.RUNNING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+
+
 def _stale(cutoff) -> Q:
     """Running jobs whose heartbeat stopped; a job waiting for its extraction shards has none of its own
     (its shards are watched one by one: shards.py)."""
-    waiting_for_shards = Exists(ExtractionShard.objects.filter(
-        job=OuterRef("pk"), status__in=(ExtractionShard.Status.QUEUED, ExtractionShard.Status.RUNNING)))
-    return Q(status=EvaluationJob.Status.RUNNING) & ~Q(waiting_for_shards) & (
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+    waiting_for_shards = Exists(ExtractionShard.objects.pending().filter(job=OuterRef("pk")))
+    return silent(EvaluationJob, cutoff) & ~Q(waiting_for_shards)
 
 
 def job_requeue_lost(job_id: int, *, cutoff, reason: str) -> str:

@@ -187,9 +187,7 @@ def status_summary(user) -> dict:
     """Workers online, each queue's running and waiting jobs with their places and ETAs."""
     states = queue_states()
     now = timezone.now()
-    sharded = set(ExtractionShard.objects.filter(status__in=(ExtractionShard.Status.QUEUED,
-                                                              ExtractionShard.Status.RUNNING))
-                  .values_list("job_id", flat=True))
+    sharded = set(ExtractionShard.objects.pending().values_list("job_id", flat=True))
     current = {job.worker: dict(_job_line(job, user), stage=job.stage, done=job.done, total=job.total)
                for state in states.values() for job in state.running if job.pk not in sharded}
     shards = ExtractionShard.objects.filter(status=ExtractionShard.Status.RUNNING,

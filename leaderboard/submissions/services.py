@@ -304,7 +304,7 @@ def job_begin(job_id: int, *, hardware: str = "", task_id: str = "", worker: str
             return None
         if job.status == EvaluationJob.Status.RUNNING and not attempt_gone(job, worker, pid):
             return None
-        if job.status == EvaluationJob.Status.RUNNING and job.shards.filter(status__in=SHARDS_PENDING).exists():
+        if job.status == EvaluationJob.Status.RUNNING and job.shards.pending().exists():
             return None   # a late copy of the planning message: the job waits for its shards, no process runs it
         if job.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
             job.status, job.finished_at = EvaluationJob.Status.FAILED, timezone.now()
@@ -508,13 +508,10 @@ def job_fail(job_id: int, message: str, details: str = "") -> None:
         transaction.on_commit(lambda job_id=job.pk: job_finished(job_id), robust=True)
 
 
-SHARDS_PENDING = (ExtractionShard.Status.QUEUED, ExtractionShard.Status.RUNNING)
-
-
 def _shards_stop(job: EvaluationJob) -> list[str]:
     """A job that stopped (failed, cancelled): its unfinished extraction shards stop with it (their tasks see
     it at their next report); the task ids, to revoke."""
-    pending = job.shards.filter(status__in=SHARDS_PENDING)
+    pending = job.shards.pending()
     tasks = list(pending.values_list("task_id", flat=True))
     pending.update(status=ExtractionShard.Status.FAILED, finished_at=timezone.now())
     return tasks

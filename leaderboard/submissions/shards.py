@@ -34,11 +34,10 @@ from leaderboard.celery import app as celery_app
 
 from .joblog import append
 from .models import EvaluationJob, ExtractionShard
-from .queue import attempt_gone, broker_connection, broker_task_ids, job_send, requeue_lost_on
+from .queue import attempt_gone, broker_connection, broker_task_ids, job_send, requeue_lost_on, silent
 
 log = logging.getLogger(__name__)
 
-PENDING = (ExtractionShard.Status.QUEUED, ExtractionShard.Status.RUNNING)
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -87,7 +86,7 @@ def job_shards_start(job_id: int, task_id: str) -> bool:
                 ExtractionShard(job=job, index=i, split=split, start=start, stop=stop, jitter=jitter,
                                 task_id=str(uuid.uuid4()))
                 for i, (split, start, stop, jitter) in enumerate(wanted)])
-        if not job.shards.filter(status__in=PENDING).exists():
+        if not job.shards.pending().exists():
             return False
         images = sum(stop - start for _, start, stop, _ in wanted)
         job.stage, job.total = "extracting", images
@@ -137,7 +136,7 @@ def shard_begin(shard_id: int, *, task_id: str, worker: str = "", pid: int | Non
     queued again, the shard is done or was sent again under another task id, or another live process runs
     it). The attempt past SHELFMARK_JOB_MAX_ATTEMPTS fails the shard, and with it the job."""
     with _locked_shard(shard_id) as (job, shard):
-        if shard is None or job.status != EvaluationJob.Status.RUNNING or shard.status not in PENDING:
+        if shard is None or job.status != EvaluationJob.Status.RUNNING or shard.status not in ExtractionShard.PENDING:
             return None
         if task_id and shard.task_id != task_id:
             return None
@@ -215,7 +214,7 @@ def shard_complete(shard_id: int, task_id: str, outcome: dict) -> bool:
         shard.save()
         if job.status != EvaluationJob.Status.RUNNING:
             return True
-        if job.shards.filter(status__in=PENDING).exists():
+        if job.shards.pending().exists():
             job_progress_update(job.pk)
             return True
         _send_scoring_step(job)
@@ -273,7 +272,7 @@ def shard_release(shard_id: int, task_id: str, line: str) -> bool:
 def _requeue(shard_id: int, reason: str, *, cutoff) -> str:
     """Send a running shard again whose worker is gone (heartbeat older than `cutoff`), alone; after the
     last attempt its job fails. Returns "requeued", "failed" or ""."""
-    with _locked_shard(shard_id, _stale(cutoff)) as (job, shard):
+    with _locked_shard(shard_id, silent(ExtractionShard, cutoff)) as (job, shard):
         if shard is None or job.status != EvaluationJob.Status.RUNNING:
             return ""
         if shard.attempts >= settings.SHELFMARK_JOB_MAX_ATTEMPTS:
@@ -290,17 +289,12 @@ def _requeue(shard_id: int, reason: str, *, cutoff) -> str:
     return "requeued"
 
 
-def _stale(cutoff) -> Q:
-    return Q(status=ExtractionShard.Status.RUNNING) & (
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
-
-
 def shards_requeue_stale(*, now=None) -> tuple[int, int]:
     """Running shards whose heartbeat stopped SHELFMARK_HEARTBEAT_TIMEOUT_S ago: (sent again, failed)."""
     timeout = settings.SHELFMARK_HEARTBEAT_TIMEOUT_S
     cutoff = (now or timezone.now()) - timedelta(seconds=timeout)
     outcomes = [_requeue(pk, f"no sign of life from its worker for {timeout} s", cutoff=cutoff)
-                for pk in ExtractionShard.objects.filter(_stale(cutoff)).values_list("pk", flat=True)]
+                for pk in ExtractionShard.objects.filter(silent(ExtractionShard, cutoff)).values_list("pk", flat=True)]
     return outcomes.count("requeued"), outcomes.count("failed")
 
 
