@@ -36,6 +36,7 @@ def datasets_list(args: argparse.Namespace) -> int:
 def datasets_check(args: argparse.Namespace) -> int:
     from workers.benchmarks import load_dataset, official_benchmark
     from workers.datasets import describe, verify_images
+    from workers.datasets._files import and_more
 
     options = official_benchmark(args.name).parse_options(args.option)
     if args.verify_images and "verify_images" in official_benchmark(args.name).options():
@@ -48,8 +49,7 @@ def datasets_check(args: argparse.Namespace) -> int:
         if args.verify_images:
             unreadable = verify_images(data)
             if unreadable:
-                more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-                raise EngineError(f"{args.name}: image {unreadable[0]} cannot be decoded{more}")
+                raise EngineError(f"{args.name}: image {unreadable[0]} cannot be decoded{and_more(unreadable)}")
             summary["verified_images"] = True
     except EngineError as exc:
         record_broken(args.root, args.name, str(exc))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
 
 from PIL import Image
@@ -61,6 +61,11 @@ def read_fields(dataset: str, path: Path, count: int, kinds: tuple[type, ...] = 
     return rows
 
 
+def and_more(items: Sized) -> str:
+    """" (and 3 more)" after an error that names the first of `items`; "" when it is the only one."""
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+
+
 def malformed(dataset: str, path: Path, number: int, line: str, why: str) -> DatasetError:
     shown = line if len(line) <= 60 else line[:57] + "..."
     return DatasetError(f"{dataset}: {path} line {number} malformed ({why}): {shown!r}")
@@ -89,8 +94,7 @@ def require_images(dataset: str, records: Iterable[ImageRecord]) -> None:
     listing = _Listing()
     missing = [record.path for record in records if record.path is not None and not listing.exists(record.path)]
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DatasetError(f"{dataset}: image {missing[0]} not found{more}")
+        raise DatasetError(f"{dataset}: image {missing[0]} not found{and_more(missing)}")
 
 
 def list_images(folder: Path, suffixes: tuple[str, ...] = (".jpg", ".jpeg")) -> list[Path]:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from workers.datasets._files import and_more
 from workers.datasets.base import ClassificationData, DatasetError, ImageRecord
 
 NAME = "imagenet1k"
@@ -47,10 +48,6 @@ SUFFIXES = (".jpeg", ".jpg")
 _VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.jpe?g$", re.IGNORECASE)
 _WNID = re.compile(r"^n\d{8}$")
 _SHOWN = 3
-
-
-def _more(items: list) -> str:
-    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
 
 
 # ---- the devkit ---------------------------------------------------------------------------------
@@ -93,13 +90,18 @@ def _from_archive(archive: Path) -> tuple[bytes, bytes]:
     return wanted[f"{DEVKIT}/{META}"], wanted[f"{DEVKIT}/{GROUND_TRUTH}"]
 
 
+def _shown(where: str, relative: str) -> str:
+    """A devkit file as an error names it: in the extracted folder, or inside the archive."""
+    return f"{where}:{DEVKIT}/{relative}" if where.endswith(".tar.gz") else f"{where}/{relative}"
+
+
 def _text(value) -> str:
     return str(np.asarray(value).item() if np.asarray(value).size == 1 else value).strip()
 
 
 def _leaf_synsets(where: str, meta: bytes) -> list[tuple[int, str, str]]:
     """(ILSVRC2012_ID, WNID, words) of the leaf synsets (num_children == 0), in ILSVRC2012_ID order."""
-    shown = f"{where}/{META}" if not where.endswith(".tar.gz") else f"{where}:{DEVKIT}/{META}"
+    shown = _shown(where, META)
     try:
         synsets = scipy.io.loadmat(io.BytesIO(meta), squeeze_me=True)["synsets"]
     except KeyError:
@@ -137,7 +139,7 @@ def _leaf_synsets(where: str, meta: bytes) -> list[tuple[int, str, str]]:
 
 def _ground_truth(where: str, text: bytes, ids: dict[int, int]) -> list[int]:
     """The class index of val images 1..N, from the ground truth's ILSVRC2012_IDs."""
-    shown = f"{where}/{GROUND_TRUTH}" if not where.endswith(".tar.gz") else f"{where}:{DEVKIT}/{GROUND_TRUTH}"
+    shown = _shown(where, GROUND_TRUTH)
     labels = []
     for number, line in enumerate(text.decode("ascii", errors="replace").splitlines(), start=1):
         value = line.strip()
@@ -182,11 +184,11 @@ def _train(root: Path, wnids: list[str]) -> tuple[list[ImageRecord], np.ndarray]
     present, listed = set(folders), set(wnids)
     missing = [wnid for wnid in wnids if wnid not in present]
     if missing:
-        raise DatasetError(f"{NAME}: class folder {train / missing[0]}/ not found{_more(missing)}: the devkit lists "
+        raise DatasetError(f"{NAME}: class folder {train / missing[0]}/ not found{and_more(missing)}: the devkit lists "
                            f"{len(wnids)} classes, train/ holds {len(present & listed)} of them")
     stray = sorted(present - listed)
     if stray:
-        raise DatasetError(f"{NAME}: {train / stray[0]}/ is not a class the devkit lists{_more(stray)}")
+        raise DatasetError(f"{NAME}: {train / stray[0]}/ is not a class the devkit lists{and_more(stray)}")
     records, labels = [], []
     for index, wnid in enumerate(wnids):
         folder = train / wnid
@@ -231,11 +233,11 @@ def _val(root: Path, truth: list[int], wnids: list[str]) -> tuple[list[ImageReco
     missing = [number for number in range(1, len(truth) + 1) if number not in found]
     if missing:
         raise DatasetError(f"{NAME}: val image ILSVRC2012_val_{missing[0]:08d}.JPEG not found in {val}"
-                           f"{_more(missing)}; the ground truth lists {len(truth)}")
+                           f"{and_more(missing)}; the ground truth lists {len(truth)}")
     extra = sorted(number for number in found if number > len(truth))
     if extra:
         raise DatasetError(f"{NAME}: {found[extra[0]][0]} has no line in the ground truth ({len(truth)} lines)"
-                           f"{_more(extra)}")
+                           f"{and_more(extra)}")
     records = []
     for number in range(1, len(truth) + 1):
         path, wnid = found[number]

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from workers.datasets._files import named_images, require_dir
+from workers.datasets._files import and_more, named_images, require_dir
 from workers.datasets.base import DatasetError, RetrievalData, RetrievalQuery
 
 NAME = "ukbench"
@@ -32,7 +32,7 @@ def load(root: Path) -> RetrievalData:
         first = incomplete[0] * 4
         raise DatasetError(
             f"{NAME}: group {incomplete[0]} (ukbench{first:05d}-ukbench{first + 3:05d}.jpg) is incomplete"
-            + (f" (and {len(incomplete) - 1} more)" if len(incomplete) > 1 else "")
+            + and_more(incomplete)
         )
     queries = []
     for record in database:
