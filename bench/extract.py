@@ -88,6 +88,11 @@ def write_jpegs(folder: Path, count: int, scale: float = 1.0) -> list[ImageRecor
         return list(pool.map(write, range(count)))
 
 
+def cpu_decoders() -> list[str]:
+    """The PIL pipeline's JPEG decoders installed here: PIL, and simplejpeg when it is."""
+    return ["pil"] + (["simplejpeg"] if simplejpeg_available() else [])
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -114,7 +119,7 @@ def decoder_rows(folder: Path, count: int, config, scales=(1.0, 5.0), repeats: i
     on a shared machine moves both alike."""
     from workers.extract import _INTERPOLATION, _resize
 
-    decoders = ["pil"] + (["simplejpeg"] if simplejpeg_available() else [])
+    decoders = cpu_decoders()
     interpolation = _INTERPOLATION[config.interpolation]
     rows = []
     for scale in scales:
@@ -161,7 +166,7 @@ def extraction_rows(device: str, records: list[ImageRecord], *, model_name: str 
     # warm-up (allocator, cudnn autotune, nvjpeg, first-call overheads)
     for options in ({"decode": decode}, {"decode": "pil"}):
         end_to_end(records[:batch_size], num_workers=0, **options)
-    decoders = ["pil"] + (["simplejpeg"] if simplejpeg_available() else [])
+    decoders = cpu_decoders()
     store_decoder = resolve_jpeg_decoder("auto")   # what an evaluation with the store uses
 
     # model only: the same images, decoded and normalised beforehand, same batches, same device path
@@ -224,9 +229,8 @@ def extraction_rows(device: str, records: list[ImageRecord], *, model_name: str 
     for name in list(seconds):
         if name != "model-only forward" and "decode only" not in name and "alone" not in name:
             rows.append({"row": f"  {name} / model-only", "value": ratio(name, "model-only forward"), "unit": "x"})
-    later = ratio("later evaluation from the store", first_name)
-    rows.append({"row": "  later / first evaluation (speed)", "value": later,
-                 "unit": "x"})
+    rows.append({"row": "  later / first evaluation (speed)", "value": ratio("later evaluation from the store",
+                                                                          first_name), "unit": "x"})
     return rows
 
 
